@@ -1,0 +1,134 @@
+"""The energy-management-system (EMS) interface: one step per slot, for all participants at once.
+
+An EMS policy decides, for every participant in one slot, how its battery, EV, heat pump and
+shiftable appliances run, and at what limit prices it bids its resulting deficit or offers its
+surplus. `step` is a pure function of explicit state and inputs, so the simulator's slot loop and a
+live server (where the inputs come from smart meters and forecasts) call the same code.
+
+Arrays are across participants, length P; forecast arrays are (H, P) with row 0 = this slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from peergrid.assets.params import AssetParams
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class SlotInputs:
+    """What is known about the current slot when the EMS decides.
+
+    Attributes:
+        t: slot index on the run's grid (a live server counts slots the same way).
+        dt_h: slot length [h].
+        base_demand_kwh: inflexible consumption in this slot, (P,).
+        pv_kwh: PV generation in this slot, (P,).
+        temp_out_c: outdoor temperature [°C].
+        ev_plugged: EV plugged in at home during this slot, (P,).
+        ev_trip_kwh: energy a just-finished trip took from the EV battery, (P,).
+        retail_price: retail import price in this slot [currency/kWh].
+        feed_in_price: feed-in export price in this slot [currency/kWh].
+    """
+
+    t: int
+    dt_h: float
+    base_demand_kwh: FloatArray
+    pv_kwh: FloatArray
+    temp_out_c: float
+    ev_plugged: BoolArray
+    ev_trip_kwh: FloatArray
+    retail_price: float
+    feed_in_price: float
+
+
+@dataclass(frozen=True, eq=False)
+class Forecast:
+    """What the EMS expects from this slot on: H rows, row 0 = this slot (H may shrink at the end
+    of a run). The simulator passes the realised values (perfect foresight); a live platform
+    passes its forecasts."""
+
+    base_demand_kwh: FloatArray  # (H, P)
+    pv_kwh: FloatArray  # (H, P)
+    temp_out_c: FloatArray  # (H,)
+    ev_plugged: BoolArray  # (H, P)
+    retail_price: FloatArray  # (H,)
+    feed_in_price: FloatArray  # (H,)
+
+
+@dataclass(frozen=True, eq=False)
+class Dispatch:
+    """What every participant does in one slot, all arrays (P,) in kWh per slot (AC side).
+
+    `demand_kwh` is all household consumption except EV charging: base + thermal + shiftable.
+    Net export = generation + battery/EV discharge − demand − battery/EV charge.
+    """
+
+    demand_kwh: FloatArray
+    generation_kwh: FloatArray
+    battery_charge_kwh: FloatArray
+    battery_discharge_kwh: FloatArray
+    ev_charge_kwh: FloatArray
+    ev_discharge_kwh: FloatArray
+    thermal_kwh: FloatArray
+    shiftable_kwh: FloatArray
+    ev_unserved_kwh: FloatArray  # trip energy the EV battery could not supply (charged elsewhere)
+    buy_limit_price: FloatArray  # most the participant pays in the market [currency/kWh]
+    sell_limit_price: FloatArray  # least it accepts [currency/kWh]
+
+    @property
+    def net_kwh(self) -> FloatArray:
+        """Net export at the connection point (export positive) [kWh]."""
+        return (
+            self.generation_kwh
+            + self.battery_discharge_kwh
+            + self.ev_discharge_kwh
+            - self.demand_kwh
+            - self.battery_charge_kwh
+            - self.ev_charge_kwh
+        )
+
+
+class EmsState(Protocol):
+    """State a policy carries from slot to slot. Every policy's state exposes at least these."""
+
+    @property
+    def battery_soc_kwh(self) -> FloatArray: ...
+    @property
+    def ev_soc_kwh(self) -> FloatArray: ...
+    @property
+    def indoor_temp_c(self) -> FloatArray: ...
+
+
+class EmsParams(BaseModel):
+    """Base of every policy's parameter model: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmsPolicy(Protocol):
+    """An EMS policy. One module per policy under `ems/`, registered in `ems/registry.py`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[EmsParams]]
+    #: True if decisions depend on past market outcomes; the engine then simulates the
+    #: no-P2P baseline in a second pass instead of reusing the dispatch.
+    observes_market: ClassVar[bool]
+    #: How many slots of forecast the policy wants (e.g. 24 h worth); 1 = none.
+    horizon_h: float
+
+    def init_state(self, assets: AssetParams) -> Any: ...
+
+    def step(
+        self, state: Any, inputs: SlotInputs, forecast: Forecast, assets: AssetParams
+    ) -> tuple[Any, Dispatch]: ...

@@ -1,0 +1,163 @@
+"""The one interface every market mechanism implements.
+
+A mechanism is a pure function of one slot's order book and the retail context: `clear(book, ctx)`
+returns a `ClearingResult`. It knows nothing of files, clocks or databases, so the simulator's slot
+loop, `peergrid clear` and a live server all call the same code.
+
+Conventions (see docs/nomenclature.md):
+- order sides are `Side.BUY` / `Side.SELL`; quantities are never signed;
+- prices are in currency per kWh; `ctx.retail_price` is what the retailer charges for import
+  (λ_buy), `ctx.feed_in_price` what it pays for export (λ_sell);
+- whatever an order does not fill inside the community settles with the retailer, outside the
+  mechanism.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+Family = Literal["coordinated", "decentralized", "community"]
+
+
+class Side(IntEnum):
+    """Order side. Stored as int8 in arrays."""
+
+    BUY = 0
+    SELL = 1
+
+
+@dataclass(frozen=True, eq=False)
+class OrderBook:
+    """One slot's orders, as parallel arrays of length n_orders.
+
+    Attributes:
+        id: unique order id (ties break by id where a rule needs it).
+        participant: index of the participant who placed the order.
+        side: `Side` values as int8.
+        quantity_kwh: energy offered or wanted in the slot [kWh], >= 0.
+        price: limit price [currency/kWh]: the most a buyer pays, the least a seller accepts.
+    """
+
+    id: IntArray
+    participant: IntArray
+    side: NDArray[np.int8]
+    quantity_kwh: FloatArray
+    price: FloatArray
+
+    @property
+    def n_orders(self) -> int:
+        return int(self.id.shape[0])
+
+    @property
+    def is_buy(self) -> NDArray[np.bool_]:
+        return self.side == Side.BUY
+
+    @property
+    def is_sell(self) -> NDArray[np.bool_]:
+        return self.side == Side.SELL
+
+    @staticmethod
+    def empty() -> OrderBook:
+        return OrderBook(
+            id=np.zeros(0, np.int64),
+            participant=np.zeros(0, np.int64),
+            side=np.zeros(0, np.int8),
+            quantity_kwh=np.zeros(0),
+            price=np.zeros(0),
+        )
+
+
+@dataclass(frozen=True)
+class MarketContext:
+    """What a mechanism may know besides the book, for one slot.
+
+    Attributes:
+        retail_price: retailer's import price λ_buy [currency/kWh].
+        feed_in_price: retailer's export price λ_sell [currency/kWh].
+        dt_h: slot length [h].
+    """
+
+    retail_price: float
+    feed_in_price: float
+    dt_h: float = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class ClearingResult:
+    """Outcome of clearing one book.
+
+    Attributes:
+        filled_kwh: energy each order trades inside the community [kWh], (n_orders,).
+        price: price each order pays (buy) or receives (sell) per kWh of its filled energy
+            [currency/kWh], (n_orders,); NaN where nothing was filled.
+        clearing_price: the single market price where the mechanism has one, else NaN.
+        buy_price: the mechanism's published buy price (e.g. SDR's p_buy), else NaN.
+        sell_price: the mechanism's published sell price, else NaN.
+        operator_surplus: Σ buyer payments − Σ seller receipts [currency]; 0 for a
+            budget-balanced mechanism.
+        trade_buy, trade_sell: positions (into the book's arrays) of the buy and sell order of
+            each bilateral trade, (n_trades,); empty for pool mechanisms.
+        trade_kwh, trade_price: energy [kWh] and price [currency/kWh] of each bilateral trade.
+        pool: True when orders trade with the community pool rather than with named peers.
+        info: mechanism diagnostics (iterations, residuals, ...), numbers only.
+    """
+
+    filled_kwh: FloatArray
+    price: FloatArray
+    clearing_price: float = float("nan")
+    buy_price: float = float("nan")
+    sell_price: float = float("nan")
+    operator_surplus: float = 0.0
+    trade_buy: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    trade_sell: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    trade_kwh: FloatArray = field(default_factory=lambda: np.zeros(0))
+    trade_price: FloatArray = field(default_factory=lambda: np.zeros(0))
+    pool: bool = False
+    info: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def traded_kwh(self) -> float:
+        """Energy traded inside the community (= energy bought = energy sold) [kWh]."""
+        return float(self.filled_kwh.sum()) / 2.0
+
+    @staticmethod
+    def nothing(n_orders: int) -> ClearingResult:
+        """A result in which no order fills."""
+        return ClearingResult(
+            filled_kwh=np.zeros(n_orders), price=np.full(n_orders, np.nan)
+        )
+
+
+class MechanismParams(BaseModel):
+    """Base of every mechanism's parameter model: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mechanism(Protocol):
+    """What every market mechanism provides. One module per mechanism under `markets/`."""
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    description: ClassVar[str]
+    Params: ClassVar[type[MechanismParams]]
+    #: True when quantities are net positions and limit prices are ignored (SDR, MMR, ...).
+    uses_net_positions: ClassVar[bool]
+
+    params: MechanismParams
+
+    def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult: ...
+
+
+def make_params(cls: type[MechanismParams], raw: dict[str, Any] | None) -> MechanismParams:
+    """Validate raw parameters (from TOML or CLI) for a mechanism."""
+    return cls.model_validate(raw or {})
