@@ -1,0 +1,222 @@
+"""The `peergrid` command line. A face of the engine: it parses, calls, prints; nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from peergrid.errors import InputError
+
+LONG_RUN_SLOTS = 5000
+
+
+def _kpi_table(summary: dict[str, Any]) -> Table:
+    cur = summary["cost"]["currency"]
+    e, c, k = summary["energy"], summary["cost"], summary["kpi"]
+    table = Table(title=f"{summary['scenario']} — market {summary['market']}, "
+                        f"{summary['participants']} participants, {summary['days']} days")
+    table.add_column("KPI")
+    table.add_column("P2P", justify="right")
+    table.add_column("baseline", justify="right")
+    rows = [
+        ("total bill", f"{c['total']:,.2f} {cur}", f"{c['baseline_total']:,.2f} {cur}"),
+        ("savings", f"{c['savings']:,.2f} {cur} ({c['savings_pct']:.1f} %)", ""),
+        ("grid import", f"{e['grid_import_kwh']:,.1f} kWh", f"{e['baseline_grid_import_kwh']:,.1f} kWh"),
+        ("grid export", f"{e['grid_export_kwh']:,.1f} kWh", f"{e['baseline_grid_export_kwh']:,.1f} kWh"),
+        ("P2P traded", f"{e['p2p_traded_kwh']:,.1f} kWh", "0.0 kWh"),
+        ("self-sufficiency", f"{k['self_sufficiency']:.1%}", f"{k['baseline_self_sufficiency']:.1%}"),
+        ("self-consumption", f"{k['self_consumption']:.1%}", f"{k['baseline_self_consumption']:.1%}"),
+        ("peak import", f"{k['peak_import_kw']:,.1f} kW", f"{k['baseline_peak_import_kw']:,.1f} kW"),
+        ("peak-to-average", f"{k['peak_to_average']:.2f}", f"{k['baseline_peak_to_average']:.2f}"),
+        ("fairness (Jain)", f"{k['fairness_jain']:.3f}", ""),
+        ("participants worse off", f"{k['participants_worse_off']}", ""),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    table.caption = (f"demand {e['demand_kwh']:,.0f} kWh · PV {e['generation_kwh']:,.0f} kWh · "
+                     f"run {summary['runtime_s']:.2f} s")
+    return table
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from peergrid.engine.simulate import simulate
+    from peergrid.scenario.load import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    market = args.market or scenario.market.mechanism
+    out = Path(args.out) if args.out else Path("out") / (
+        scenario.name if not args.market else f"{scenario.name}-{market}"
+    )
+    show_progress = not args.quiet and scenario.time.days * 24 * 60 / scenario.time.slot_minutes \
+        >= LONG_RUN_SLOTS
+    if show_progress:
+        with Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("slots", total=1)
+
+            def on_progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = simulate(scenario, market=args.market, on_progress=on_progress)
+    else:
+        result = simulate(scenario, market=args.market)
+    path = result.save(out)
+    if not args.quiet:
+        console.print(_kpi_table(result.summary))
+    console.print(f"run directory: {path}")
+    console.print(f"report: {path / 'report.html'}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.scenario.load import builtin_descriptions
+
+    table = Table(title="built-in scenarios (peergrid scenario show NAME)")
+    table.add_column("name")
+    table.add_column("description")
+    for name, desc in builtin_descriptions().items():
+        table.add_row(name, desc)
+    console.print(table)
+    return 0
+
+
+def cmd_scenario_show(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.scenario.load import builtin_text
+
+    sys.stdout.write(builtin_text(args.name))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.engine.simulate import resolve_full
+    from peergrid.scenario.load import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    resolved = resolve_full(scenario)
+    console.print(f"{args.scenario}: valid ({len(resolved.participants)} participants, "
+                  f"{scenario.time.days} days, market {resolved.market.mechanism})")
+    return 0
+
+
+def cmd_markets(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.markets.registry import list_mechanisms
+
+    table = Table(title="market mechanisms")
+    for col in ("name", "family", "description", "parameters"):
+        table.add_column(col)
+    for info in list_mechanisms():
+        params = ", ".join(f"{p}" for p in _param_names(info))
+        table.add_row(info.name, info.family, info.description, params or "—")
+    console.print(table)
+    return 0
+
+
+def _param_names(info: Any) -> list[str]:
+    params = getattr(info, "params", None) or getattr(info, "parameters", None) or []
+    out = []
+    for p in params:
+        if isinstance(p, str):
+            out.append(p)
+        else:
+            name = getattr(p, "name", None) or (p.get("name") if isinstance(p, dict) else str(p))
+            default = getattr(p, "default", None) if not isinstance(p, dict) else p.get("default")
+            out.append(f"{name}={default}" if default is not None else str(name))
+    return out
+
+
+def cmd_ems(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.ems.registry import list_policies
+
+    table = Table(title="EMS policies")
+    for col in ("name", "description", "parameters"):
+        table.add_column(col)
+    for info in list_policies():
+        table.add_row(info.name, info.description, ", ".join(_param_names(info)) or "—")
+    console.print(table)
+    return 0
+
+
+def cmd_weather(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.data.weather import WEATHER_SOURCES
+
+    table = Table(title="offline weather sources")
+    table.add_column("source")
+    table.add_column("description")
+    for name, desc in _weather_rows(WEATHER_SOURCES):
+        table.add_row(name, desc)
+    console.print(table)
+    return 0
+
+
+def _weather_rows(sources: Any) -> list[tuple[str, str]]:
+    if isinstance(sources, dict):
+        items = list(sources.items())
+    else:
+        items = [(getattr(s, "name", str(s)), s) for s in sources]
+    rows = []
+    for name, value in items:
+        desc = value if isinstance(value, str) else getattr(value, "description", str(value))
+        rows.append((str(name), str(desc)))
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peergrid",
+        description="Peer-to-peer energy sharing in connected communities: simulate, compare, "
+        "clear markets.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a scenario (file or built-in name)")
+    run.add_argument("scenario", nargs="?", default="demo",
+                     help="scenario TOML file or built-in name (default: demo)")
+    run.add_argument("--market", help="market mechanism (overrides the scenario's)")
+    run.add_argument("--out", help="run directory (default: out/<scenario>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no KPI table")
+    run.set_defaults(func=cmd_run)
+
+    sc = sub.add_parser("scenarios", help="list built-in scenarios")
+    sc.set_defaults(func=cmd_scenarios)
+
+    show = sub.add_parser("scenario", help="built-in scenario templates")
+    show_sub = show.add_subparsers(dest="action", required=True)
+    show_cmd = show_sub.add_parser("show", help="print a built-in scenario as a commented template")
+    show_cmd.add_argument("name")
+    show_cmd.set_defaults(func=cmd_scenario_show)
+
+    val = sub.add_parser("validate", help="check a scenario without running it")
+    val.add_argument("scenario")
+    val.set_defaults(func=cmd_validate)
+
+    sub.add_parser("markets", help="list market mechanisms").set_defaults(func=cmd_markets)
+    sub.add_parser("ems", help="list EMS policies").set_defaults(func=cmd_ems)
+    sub.add_parser("weather", help="list offline weather sources").set_defaults(func=cmd_weather)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        code: int = args.func(args, console)
+    except InputError as exc:
+        sys.stderr.write(f"peergrid: error: {exc}\n")
+        return InputError.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("peergrid: interrupted; nothing was written\n")
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

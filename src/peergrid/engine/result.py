@@ -1,0 +1,233 @@
+"""A run's result: tables for people and programs, and an atomic writer for the run directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from peergrid.engine.community import Community
+from peergrid.engine.loop import POOL, Recorded
+from peergrid.errors import InputError
+from peergrid.scenario.resolve import to_toml
+from peergrid.scenario.schema import Scenario
+
+#: Columns of timeseries.parquet in order: (column, source series or derivation).
+TIMESERIES_COLUMNS = (
+    "demand_kwh",
+    "generation_kwh",
+    "storage_charge_kwh",
+    "storage_discharge_kwh",
+    "net_kwh",
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "p2p_bought_kwh",
+    "p2p_sold_kwh",
+    "p2p_buy_price",
+    "p2p_sell_price",
+    "battery_charge_kwh",
+    "battery_discharge_kwh",
+    "ev_charge_kwh",
+    "ev_discharge_kwh",
+    "thermal_kwh",
+    "shiftable_kwh",
+    "ev_unserved_kwh",
+    "battery_soc_end_kwh",
+    "ev_soc_end_kwh",
+    "indoor_temp_end_c",
+    "cost",
+    "baseline_grid_import_kwh",
+    "baseline_grid_export_kwh",
+    "baseline_cost",
+)
+
+_CHUNK_SLOTS = 4096
+_MARKER = ".peergrid-run"
+
+
+@dataclass(eq=False)
+class SimulationResult:
+    """What `peergrid.simulate` returns. Tables are built lazily from the recorded arrays."""
+
+    scenario: Scenario
+    community: Community
+    recorded: Recorded
+    baseline: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    participants: pd.DataFrame
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def series(self, name: str) -> np.ndarray:
+        """One per-participant series as a (T, P) array (see TIMESERIES_COLUMNS)."""
+        s = self.recorded.series
+        if name == "storage_charge_kwh":
+            return s["battery_charge_kwh"] + s["ev_charge_kwh"]
+        if name == "storage_discharge_kwh":
+            return s["battery_discharge_kwh"] + s["ev_discharge_kwh"]
+        if name.startswith("baseline_"):
+            return self.baseline[name.removeprefix("baseline_")]
+        return s[name]
+
+    def _timeseries_table(self, t0: int, t1: int) -> pa.Table:
+        names = self.community.names
+        n_p = len(names)
+        starts = self.community.grid.starts_utc[t0:t1]
+        cols: dict[str, pa.Array] = {
+            "slot_start": pa.array(np.repeat(starts.values, n_p), pa.timestamp("ns", tz="UTC")),
+            "participant": pa.DictionaryArray.from_arrays(
+                pa.array(np.tile(np.arange(n_p, dtype=np.int32), t1 - t0)), pa.array(names)
+            ),
+        }
+        for name in TIMESERIES_COLUMNS:
+            cols[name] = pa.array(self.series(name)[t0:t1].ravel())
+        cols["ev_plugged"] = pa.array(self.community.profiles.ev_plugged[t0:t1].ravel())
+        return pa.table(cols)
+
+    @cached_property
+    def timeseries(self) -> pd.DataFrame:
+        """One row per slot and participant (slot-major), columns as in timeseries.parquet."""
+        df: pd.DataFrame = self._timeseries_table(0, self.community.grid.n_slots).to_pandas()
+        return df
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        """One row per trade: pool fills have 'pool' as buyer or seller."""
+        arr = self.recorded.trades.arrays()
+        names = np.asarray([*self.community.names, "pool"], dtype=object)
+        pick = np.where(arr["buyer"] == POOL, len(names) - 1, arr["buyer"])
+        pick_s = np.where(arr["seller"] == POOL, len(names) - 1, arr["seller"])
+        return pd.DataFrame(
+            {
+                "slot_start": self.community.grid.starts_utc[arr["slot"]],
+                "buyer": pd.Categorical(names[pick], categories=np.unique(names)),
+                "seller": pd.Categorical(names[pick_s], categories=np.unique(names)),
+                "quantity_kwh": arr["quantity_kwh"],
+                "price": arr["price"],
+            }
+        )
+
+    @cached_property
+    def prices(self) -> pd.DataFrame:
+        """One row per slot: tariff and market prices, traded energy, operator surplus."""
+        m = self.recorded.market
+        return pd.DataFrame(
+            {
+                "slot_start": self.community.grid.starts_utc,
+                "retail_price": self.community.retail_price,
+                "feed_in_price": self.community.feed_in_price,
+                "clearing_price": m["clearing_price"],
+                "buy_price": m["buy_price"],
+                "sell_price": m["sell_price"],
+                "p2p_traded_kwh": m["p2p_traded_kwh"],
+                "operator_surplus": m["operator_surplus"],
+            }
+        )
+
+    def report_html(self) -> str:
+        """The self-contained HTML report."""
+        from peergrid.report.html import ReportData, render_report
+
+        keys = (
+            "demand_kwh",
+            "generation_kwh",
+            "storage_charge_kwh",
+            "storage_discharge_kwh",
+            "net_kwh",
+            "grid_import_kwh",
+            "grid_export_kwh",
+            "p2p_bought_kwh",
+            "p2p_sold_kwh",
+            "battery_soc_end_kwh",
+            "ev_soc_end_kwh",
+            "baseline_grid_import_kwh",
+            "baseline_grid_export_kwh",
+        )
+        series: dict[str, np.ndarray] = {k: self.series(k) for k in keys}
+        series["battery_capacity_kwh"] = self.community.assets.battery.capacity_kwh
+        series["ev_capacity_kwh"] = self.community.assets.ev.capacity_kwh
+        data = ReportData(
+            title=f"{self.summary['scenario']} — {self.summary['market']}",
+            grid=self.community.grid,
+            names=list(self.community.names),
+            summary=self.summary,
+            participants=self.participants,
+            series=series,
+            prices=self.prices,
+            currency=str(self.summary["cost"]["currency"]),
+        )
+        return render_report(data)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the run directory atomically and return its path.
+
+        Files are written into a hidden sibling folder that is renamed into place at the end, so
+        an interrupted run never leaves a directory that looks complete. An existing directory
+        is replaced only if it is empty or an earlier peergrid run directory.
+        """
+        out = Path(out_dir)
+        if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / _MARKER).exists())):
+            raise InputError(
+                "refusing to replace a directory that is not a peergrid run directory",
+                source=str(out),
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            self._write_all(tmp)
+            old = None
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                os.replace(out, old / "run")
+            os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def _write_all(self, d: Path) -> None:
+        n_t = self.community.grid.n_slots
+        writer: pq.ParquetWriter | None = None
+        try:
+            for t0 in range(0, n_t, _CHUNK_SLOTS):
+                table = self._timeseries_table(t0, min(n_t, t0 + _CHUNK_SLOTS))
+                if writer is None:
+                    writer = pq.ParquetWriter(d / "timeseries.parquet", table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        self.trades.to_parquet(d / "trades.parquet", index=False)
+        self.prices.to_parquet(d / "prices.parquet", index=False)
+        self.participants.to_csv(d / "participants.csv", index=False, float_format="%.6f")
+        header = (
+            "# Resolved by peergrid: every default explicit, groups expanded.\n"
+            "# `peergrid run DIR/scenario.resolved.toml` repeats this run exactly."
+        )
+        (d / "scenario.resolved.toml").write_text(to_toml(self.scenario, header), "utf-8")
+        (d / "report.html").write_text(self.report_html(), encoding="utf-8")
+        (d / "summary.json").write_text(json.dumps(_clean(self.summary), indent=2) + "\n", "utf-8")
+        (d / _MARKER).write_text("peergrid run directory\n", encoding="utf-8")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

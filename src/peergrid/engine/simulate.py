@@ -1,0 +1,207 @@
+"""A whole run: resolve the scenario, build the community, run the slots, settle, summarise.
+
+The baseline is the same community with the same EMS and no market: everyone imports at the
+retail price and exports at the feed-in price. When the EMS policy does not look at market
+outcomes (`observes_market = False`, true of every shipped policy) its decisions, and so every
+participant's net position, are identical with and without P2P, and the baseline is settled from
+the same dispatch; otherwise the engine simulates the baseline in a second pass.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from peergrid.data.weather import weather_site
+from peergrid.ems.registry import make_policy
+from peergrid.engine.community import Community, build_community
+from peergrid.engine.loop import ProgressFn, Recorded, run_slots
+from peergrid.engine.result import SimulationResult
+from peergrid.markets.registry import get_mechanism
+from peergrid.report import kpi
+from peergrid.rng import child_rng
+from peergrid.scenario.resolve import resolve
+from peergrid.scenario.schema import EmsSpec, MarketSpec, Scenario
+from peergrid.settlement.slot import retailer_only_cost
+
+
+def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
+    """Groups expanded, location and mechanism/EMS parameters explicit, market overridden."""
+    site = weather_site(scenario.location.weather)
+    station = (site.latitude, site.longitude, site.altitude_m) if site is not None else None
+    resolved = resolve(scenario, station)
+    m = resolved.market
+    if market is not None and market != m.mechanism:
+        m = MarketSpec(mechanism=market, params={})
+    mech = get_mechanism(m.mechanism, m.params)
+    n = len(resolved.participants)
+    policy = make_policy(resolved.ems.policy, resolved.ems.params, n, child_rng(0, "probe"))
+    return resolved.model_copy(
+        update={
+            "market": MarketSpec(mechanism=m.mechanism, params=mech.params.model_dump()),
+            "ems": EmsSpec(policy=resolved.ems.policy, params=policy.params.model_dump()),
+        }
+    )
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    market: str | None = None,
+    on_progress: ProgressFn | None = None,
+) -> SimulationResult:
+    """Simulate a scenario under its market (or `market`) and against the no-P2P baseline."""
+    t0 = time.perf_counter()
+    resolved = resolve_full(scenario, market)
+    community = build_community(resolved, scenario.base_dir)
+    mechanism = get_mechanism(resolved.market.mechanism, resolved.market.params)
+    n = community.n_participants
+
+    def policy_for_run() -> Any:
+        return make_policy(
+            resolved.ems.policy, resolved.ems.params, n, child_rng(resolved.seed, "ems")
+        )
+
+    policy = policy_for_run()
+    t_build = time.perf_counter()
+    recorded = run_slots(community, policy, mechanism, on_progress)
+    if policy.observes_market:
+        base_run = run_slots(community, policy_for_run(), None)
+        base_net = base_run.series["net_kwh"]
+    else:
+        base_net = recorded.series["net_kwh"]
+    baseline = _baseline(community, base_net)
+    t_run = time.perf_counter()
+    summary, participants = summarise(community, recorded, baseline)
+    runtime = time.perf_counter() - t0
+    summary["runtime_s"] = round(runtime, 3)
+    summary["timing_s"] = {
+        "build": round(t_build - t0, 3),
+        "slots": round(t_run - t_build, 3),
+        "summarise": round(time.perf_counter() - t_run, 3),
+    }
+    return SimulationResult(
+        scenario=resolved,
+        community=community,
+        recorded=recorded,
+        baseline=baseline,
+        summary=summary,
+        participants=participants,
+    )
+
+
+def _baseline(community: Community, net_kwh: np.ndarray) -> dict[str, np.ndarray]:
+    retail = community.retail_price[:, None]
+    feed_in = community.feed_in_price[:, None]
+    return {
+        "net_kwh": net_kwh,
+        "grid_import_kwh": np.maximum(-net_kwh, 0.0),
+        "grid_export_kwh": np.maximum(net_kwh, 0.0),
+        "cost": retailer_only_cost(net_kwh, retail, feed_in),
+    }
+
+
+def summarise(
+    community: Community, rec: Recorded, baseline: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], Any]:
+    """The summary dict and the per-participant table."""
+    import pandas as pd
+
+    s = rec.series
+    grid = community.grid
+    sc = community.scenario
+    days = grid.days
+    fixed = community.daily_charge * days
+    bill = s["cost"].sum(axis=0) + fixed
+    baseline_bill = baseline["cost"].sum(axis=0) + fixed
+    saving = baseline_bill - bill
+    a = community.assets
+    participants = pd.DataFrame(
+        {
+            "participant": community.names,
+            "baseline_bill": baseline_bill,
+            "bill": bill,
+            "saving": saving,
+            "saving_pct": kpi.saving_pct(baseline_bill, bill),
+            "grid_import_kwh": s["grid_import_kwh"].sum(axis=0),
+            "grid_export_kwh": s["grid_export_kwh"].sum(axis=0),
+            "p2p_bought_kwh": s["p2p_bought_kwh"].sum(axis=0),
+            "p2p_sold_kwh": s["p2p_sold_kwh"].sum(axis=0),
+            "baseline_grid_import_kwh": baseline["grid_import_kwh"].sum(axis=0),
+            "baseline_grid_export_kwh": baseline["grid_export_kwh"].sum(axis=0),
+            "demand_kwh": s["demand_kwh"].sum(axis=0),
+            "generation_kwh": s["generation_kwh"].sum(axis=0),
+            "pv_kwp": [p.pv.kwp if p.pv else 0.0 for p in sc.participants],
+            "battery_kwh": a.battery.capacity_kwh,
+            "ev_kwh": a.ev.capacity_kwh,
+            "heating": [p.heating.kind if p.heating else "" for p in sc.participants],
+        }
+    )
+    demand = float(s["demand_kwh"].sum())
+    gen = float(s["generation_kwh"].sum())
+    charge = float(s["battery_charge_kwh"].sum() + s["ev_charge_kwh"].sum())
+    discharge = float(s["battery_discharge_kwh"].sum() + s["ev_discharge_kwh"].sum())
+    consumption = demand + charge - discharge
+    imp = float(s["grid_import_kwh"].sum())
+    exp = float(s["grid_export_kwh"].sum())
+    b_imp = float(baseline["grid_import_kwh"].sum())
+    b_exp = float(baseline["grid_export_kwh"].sum())
+    peak, par = kpi.peak_and_par(s["grid_import_kwh"].sum(axis=1), grid.dt_h)
+    b_peak, b_par = kpi.peak_and_par(baseline["grid_import_kwh"].sum(axis=1), grid.dt_h)
+    total = float(bill.sum())
+    b_total = float(baseline_bill.sum())
+    surplus = rec.market["operator_surplus"]
+
+    def r(x: float, nd: int = 4) -> float:
+        return round(float(x), nd)
+
+    summary: dict[str, Any] = {
+        "scenario": sc.name,
+        "market": sc.market.mechanism,
+        "ems": sc.ems.policy,
+        "participants": community.n_participants,
+        "slots": grid.n_slots,
+        "slot_minutes": grid.slot_minutes,
+        "days": days,
+        "start_local": sc.time.start.isoformat(),
+        "timezone": grid.timezone,
+        "seed": sc.seed,
+        "runtime_s": 0.0,
+        "energy": {
+            "demand_kwh": r(demand, 3),
+            "generation_kwh": r(gen, 3),
+            "storage_charge_kwh": r(charge, 3),
+            "storage_discharge_kwh": r(discharge, 3),
+            "grid_import_kwh": r(imp, 3),
+            "grid_export_kwh": r(exp, 3),
+            "p2p_traded_kwh": r(float(s["p2p_bought_kwh"].sum()), 3),
+            "baseline_grid_import_kwh": r(b_imp, 3),
+            "baseline_grid_export_kwh": r(b_exp, 3),
+            "ev_unserved_kwh": r(float(s["ev_unserved_kwh"].sum()), 3),
+        },
+        "cost": {
+            "currency": sc.tariff.currency,
+            "baseline_total": r(b_total, 2),
+            "total": r(total, 2),
+            "savings": r(b_total - total, 2),
+            "savings_pct": r(float(kpi.saving_pct(np.array([b_total]), np.array([total]))[0]), 3),
+            "fixed_charges": r(fixed * community.n_participants, 2),
+            "operator_surplus": r(float(np.nansum(surplus)), 4),
+        },
+        "kpi": {
+            "self_sufficiency": r(kpi.self_sufficiency(consumption, imp)),
+            "self_consumption": r(kpi.self_consumption(gen, exp)),
+            "baseline_self_sufficiency": r(kpi.self_sufficiency(consumption, b_imp)),
+            "baseline_self_consumption": r(kpi.self_consumption(gen, b_exp)),
+            "peak_import_kw": r(peak, 3),
+            "baseline_peak_import_kw": r(b_peak, 3),
+            "peak_to_average": r(par, 3),
+            "baseline_peak_to_average": r(b_par, 3),
+            "fairness_jain": r(kpi.jain_index(saving)),
+            "participants_worse_off": int(np.sum(saving < -kpi.WORSE_OFF_TOL)),
+        },
+        "market_info": {k: r(v, 6) for k, v in rec.info.items()},
+    }
+    return summary, participants
