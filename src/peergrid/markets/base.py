@@ -59,11 +59,11 @@ class OrderBook:
 
     @property
     def is_buy(self) -> NDArray[np.bool_]:
-        return self.side == Side.BUY
+        return np.equal(self.side, Side.BUY)
 
     @property
     def is_sell(self) -> NDArray[np.bool_]:
-        return self.side == Side.SELL
+        return np.equal(self.side, Side.SELL)
 
     @staticmethod
     def empty() -> OrderBook:
@@ -132,9 +132,7 @@ class ClearingResult:
     @staticmethod
     def nothing(n_orders: int) -> ClearingResult:
         """A result in which no order fills."""
-        return ClearingResult(
-            filled_kwh=np.zeros(n_orders), price=np.full(n_orders, np.nan)
-        )
+        return ClearingResult(filled_kwh=np.zeros(n_orders), price=np.full(n_orders, np.nan))
 
 
 class MechanismParams(BaseModel):
@@ -153,11 +151,14 @@ class Mechanism(Protocol):
     #: True when quantities are net positions and limit prices are ignored (SDR, MMR, ...).
     uses_net_positions: ClassVar[bool]
 
-    params: MechanismParams
+    @property
+    def params(self) -> MechanismParams:
+        """The validated parameters this instance clears with."""
+        ...
 
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult: ...
 
 
 def make_params(cls: type[MechanismParams], raw: dict[str, Any] | None) -> MechanismParams:
     """Validate raw parameters (from TOML or CLI) for a mechanism."""
-    return cls.model_validate(raw or {})
+    return cls.model_validate({} if raw is None else raw)
