@@ -148,6 +148,9 @@ def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
         occupants=np.asarray([p.demand.occupants for p in parts], dtype=np.int64),
         kind=np.asarray([p.demand.kind for p in parts], dtype=np.str_),
         ghi_w_m2=weather.ghi_w_m2,
+        # appliances that run as shiftable jobs are not also drawn as base load
+        include_shiftable=np.asarray([not p.shiftable for p in parts], dtype=bool),
+        latitude_deg=lat,
     )
     pv = pv_generation_kwh(
         grid,
