@@ -1,3 +1,19 @@
-"""peergrid: peer-to-peer energy sharing in connected communities."""
+"""peergrid: peer-to-peer energy sharing in connected communities.
+
+The Python API mirrors the CLI::
+
+    import peergrid
+    scenario = peergrid.load_scenario("demo")          # a built-in name or a TOML file
+    result = peergrid.simulate(scenario, market="sdr")  # P2P run and no-P2P baseline
+    result.summary, result.participants, result.timeseries
+    result.save("out/demo")
+"""
+
+from peergrid.engine.result import SimulationResult
+from peergrid.engine.simulate import simulate
+from peergrid.scenario.load import load_scenario
+from peergrid.scenario.schema import Scenario
 
 __version__ = "0.1.0"
+
+__all__ = ["Scenario", "SimulationResult", "__version__", "load_scenario", "simulate"]
