@@ -73,7 +73,7 @@ class Recorded:
     series: dict[str, FloatArray]
     market: dict[str, FloatArray]
     trades: Trades
-    info: dict[str, float]
+    info: dict[str, FloatArray]  # mechanism diagnostics per slot, NaN where it did not clear
 
 
 POOL = -1
@@ -98,7 +98,7 @@ def run_slots(
     trades = Trades()
     retail = community.retail_price
     feed_in = community.feed_in_price
-    info_sum: dict[str, float] = {}
+    info: dict[str, FloatArray] = {}
     state = policy.init_state(assets)
     s = series  # short local names: this is the hot loop
     for t in range(n_t):
@@ -151,13 +151,15 @@ def run_slots(
             market["operator_surplus"][t] = cl.operator_surplus
             _record_trades(trades, t, out.book.participant, out.book.side, cl)
             for key, value in cl.info.items():
-                info_sum[key] = info_sum.get(key, 0.0) + value
+                if key not in info:
+                    info[key] = np.full(n_t, np.nan)
+                info[key][t] = value
         if on_progress is not None and (t + 1) % progress_every == 0:
             on_progress(t + 1, n_t)
     market["p2p_traded_kwh"] = series["p2p_bought_kwh"].sum(axis=1)
     if on_progress is not None:
         on_progress(n_t, n_t)
-    return Recorded(series=series, market=market, trades=trades, info=info_sum)
+    return Recorded(series=series, market=market, trades=trades, info=info)
 
 
 def _record_trades(

@@ -204,7 +204,12 @@ class SimulationResult:
             for t0 in range(0, n_t, _CHUNK_SLOTS):
                 table = self._timeseries_table(t0, min(n_t, t0 + _CHUNK_SLOTS))
                 if writer is None:
-                    writer = pq.ParquetWriter(d / "timeseries.parquet", table.schema)
+                    writer = pq.ParquetWriter(
+                        d / "timeseries.parquet",
+                        table.schema,
+                        compression="zstd",
+                        use_dictionary=["participant"],
+                    )
                 writer.write_table(table)
         finally:
             if writer is not None:

@@ -103,6 +103,18 @@ def _baseline(community: Community, net_kwh: np.ndarray) -> dict[str, np.ndarray
     }
 
 
+def _stats(values: np.ndarray) -> dict[str, float | int]:
+    """Mean and max of a mechanism diagnostic over the slots where it is finite."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"slots": 0}
+    return {
+        "slots": int(finite.size),
+        "mean": round(float(finite.mean()), 6),
+        "max": round(float(finite.max()), 6),
+    }
+
+
 def summarise(
     community: Community, rec: Recorded, baseline: dict[str, np.ndarray]
 ) -> tuple[dict[str, Any], Any]:
@@ -202,6 +214,6 @@ def summarise(
             "fairness_jain": r(kpi.jain_index(saving)),
             "participants_worse_off": int(np.sum(saving < -kpi.WORSE_OFF_TOL)),
         },
-        "market_info": {k: r(v, 6) for k, v in rec.info.items()},
+        "market_info": {k: _stats(v) for k, v in rec.info.items()},
     }
     return summary, participants

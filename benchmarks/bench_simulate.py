@@ -1,0 +1,98 @@
+"""Benchmark: the built-in `suburb-100-year` scenario (100 households, 35,040 slots) with SDR.
+
+Target (issue #2): ≤ 20 s wall and ≤ 2 GB peak memory on a 2-core machine.
+
+    python benchmarks/bench_simulate.py            # full year, prints the figures
+    python benchmarks/bench_simulate.py --quick    # 7 days, for the test suite
+    python benchmarks/bench_simulate.py --save DIR # also time writing the run directory
+
+Each measurement runs in a fresh subprocess so that peak memory (max RSS) is the run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+TARGET_WALL_S = 20.0
+TARGET_PEAK_MB = 2048.0
+
+
+def _child(days: int | None, market: str, save: str | None) -> None:
+    from peergrid import load_scenario, simulate
+
+    t0 = time.perf_counter()
+    scenario = load_scenario("suburb-100-year")
+    if days is not None:
+        scenario = scenario.model_copy(
+            update={"time": scenario.time.model_copy(update={"days": days})}
+        )
+    result = simulate(scenario, market=market)
+    wall = time.perf_counter() - t0
+    save_s = None
+    if save:
+        t1 = time.perf_counter()
+        result.save(save)
+        save_s = time.perf_counter() - t1
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(
+        json.dumps(
+            {
+                "participants": result.summary["participants"],
+                "slots": result.summary["slots"],
+                "market": market,
+                "wall_s": round(wall, 3),
+                "timing_s": result.summary["timing_s"],
+                "save_s": None if save_s is None else round(save_s, 3),
+                "peak_rss_mb": round(peak_mb, 1),
+                "savings_pct": result.summary["cost"]["savings_pct"],
+            }
+        )
+    )
+
+
+def run(days: int | None, market: str = "sdr", save: str | None = None) -> dict[str, object]:
+    """Run one measurement in a fresh interpreter and return its figures."""
+    cmd = [sys.executable, __file__, "--child", "--market", market]
+    if days is not None:
+        cmd += ["--days", str(days)]
+    if save:
+        cmd += ["--save", save]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="7 days instead of a year")
+    parser.add_argument("--market", default="sdr")
+    parser.add_argument("--save", help="also write the run directory here and time it")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--days", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.days, args.market, args.save)
+        return 0
+    days = 7 if args.quick else None
+    fig = run(days, args.market, args.save)
+    print(f"suburb-100-year ({fig['participants']} households × {fig['slots']} slots, "
+          f"market {fig['market']})")
+    print(f"  wall time     {fig['wall_s']:8.2f} s   (target ≤ {TARGET_WALL_S:.0f} s for a year)")
+    print(f"  phases        {fig['timing_s']}")
+    if fig["save_s"] is not None:
+        print(f"  save          {fig['save_s']:8.2f} s")
+    print(f"  peak memory   {fig['peak_rss_mb']:8.1f} MB (target ≤ {TARGET_PEAK_MB:.0f} MB)")
+    print(f"  savings       {fig['savings_pct']} %")
+    if not args.quick:
+        ok = float(fig["wall_s"]) <= TARGET_WALL_S and float(fig["peak_rss_mb"]) <= TARGET_PEAK_MB  # type: ignore[arg-type]
+        print("  target met" if ok else "  TARGET MISSED")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The command line: exit codes, messages, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from peergrid.cli import main
+
+
+def test_scenarios_and_show(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "suburb-100-year" in out
+    assert main(["scenario", "show", "demo"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("# peergrid scenario") and "schema_version = 1" in shown
+
+
+def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["markets"]) == 0
+    out = capsys.readouterr().out
+    assert "sdr" in out and "uniform" in out
+    assert main(["ems"]) == 0
+    out = capsys.readouterr().out
+    assert "self-consumption" in out and "price-aware" in out
+    assert main(["weather"]) == 0
+    assert "dwd-try-2010" in capsys.readouterr().out
+
+
+def test_bad_scenario_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "community.toml"
+    bad.write_text(
+        'schema_version = 1\nname = "x"\n[time]\nstart = 2024-06-03\ndays = 1\n'
+        '[[participants]]\nname = "a"\nbattery = { capacity_kwh = 5, power_kw = -5 }\n'
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "community.toml: participants[0].battery.power_kw: must be > 0 (got -5)" in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["community.toml"]
+
+
+def test_unknown_market_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "demo", "--market", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_small_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sc = tmp_path / "tiny.toml"
+    sc.write_text(
+        'schema_version = 1\nname = "tiny"\nseed = 3\n[time]\nstart = 2024-06-03\ndays = 1\n'
+        '[[participants]]\nname = "a"\npv = { kwp = 6 }\n[[participants]]\nname = "b"\n'
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(sc), "--out", str(out), "--market", "uniform"]) == 0
+    printed = capsys.readouterr().out
+    assert "self-sufficiency" in printed and str(out / "report.html") in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["market"] == "uniform" and summary["participants"] == 2
