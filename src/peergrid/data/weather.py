@@ -213,7 +213,7 @@ def _on_slots(axis: FineAxis, fine: FineWeather, name: str) -> Weather:
     )
 
 
-def load_weather(  # noqa: PLR0917 - the engine's call is positional, as the brief specifies
+def load_weather(
     grid: SlotGrid,
     source: str,
     latitude: float,

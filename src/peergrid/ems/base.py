@@ -124,8 +124,13 @@ class EmsPolicy(Protocol):
     #: True if decisions depend on past market outcomes; the engine then simulates the
     #: no-P2P baseline in a second pass instead of reusing the dispatch.
     observes_market: ClassVar[bool]
-    #: How many slots of forecast the policy wants (e.g. 24 h worth); 1 = none.
+    #: How many hours of forecast the policy wants (e.g. 24); the engine passes at least 1 slot.
     horizon_h: float
+
+    @property
+    def params(self) -> EmsParams:
+        """The validated parameters this policy runs with."""
+        ...
 
     def init_state(self, assets: AssetParams) -> Any: ...
 

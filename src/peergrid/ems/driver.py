@@ -1,0 +1,100 @@
+"""Run a policy over whole profiles, the way the engine's slot loop calls it.
+
+For tests, benchmarks and notebooks; the engine has its own loop (with the market in it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from peergrid.assets.params import AssetParams, FloatArray, Profiles
+from peergrid.ems.base import Dispatch, EmsPolicy, Forecast, SlotInputs
+
+DISPATCH_FIELDS = (
+    "demand_kwh",
+    "generation_kwh",
+    "battery_charge_kwh",
+    "battery_discharge_kwh",
+    "ev_charge_kwh",
+    "ev_discharge_kwh",
+    "thermal_kwh",
+    "shiftable_kwh",
+    "ev_unserved_kwh",
+    "buy_limit_price",
+    "sell_limit_price",
+)
+
+
+def horizon_slots(policy: EmsPolicy, dt_h: float) -> int:
+    """Forecast rows the policy asks for [slots], at least 1."""
+    return max(1, round(policy.horizon_h / dt_h))
+
+
+def run_policy(
+    policy: EmsPolicy,
+    assets: AssetParams,
+    profiles: Profiles,
+    retail: FloatArray,
+    feed_in: FloatArray,
+    dt_h: float,
+) -> dict[str, Any]:
+    """Step `policy` through every slot with perfect-foresight forecasts.
+
+    Returns:
+        The `Dispatch` fields as (T, P) arrays; the states `battery_soc_kwh`, `ev_soc_kwh` and
+        `indoor_temp_c` as (T + 1, P) arrays (row t = start of slot t); `job_start_slot`, (J,),
+        when the state records it; `step_s`, the time spent in `step` [s].
+    """
+    n_slots, n = profiles.base_demand_kwh.shape
+    horizon = horizon_slots(policy, dt_h)
+    out = {name: np.empty((n_slots, n)) for name in DISPATCH_FIELDS}
+    soc_b = np.empty((n_slots + 1, n))
+    soc_e = np.empty((n_slots + 1, n))
+    temp = np.empty((n_slots + 1, n))
+    state = policy.init_state(assets)
+    soc_b[0], soc_e[0], temp[0] = state.battery_soc_kwh, state.ev_soc_kwh, state.indoor_temp_c
+    step_s = 0.0
+    for t in range(n_slots):
+        end = min(t + horizon, n_slots)
+        inputs = SlotInputs(
+            t=t,
+            dt_h=dt_h,
+            base_demand_kwh=profiles.base_demand_kwh[t],
+            pv_kwh=profiles.pv_kwh[t],
+            temp_out_c=float(profiles.temp_out_c[t]),
+            ev_plugged=profiles.ev_plugged[t],
+            ev_trip_kwh=profiles.ev_trip_kwh[t],
+            retail_price=float(retail[t]),
+            feed_in_price=float(feed_in[t]),
+        )
+        forecast = Forecast(
+            base_demand_kwh=profiles.base_demand_kwh[t:end],
+            pv_kwh=profiles.pv_kwh[t:end],
+            temp_out_c=profiles.temp_out_c[t:end],
+            ev_plugged=profiles.ev_plugged[t:end],
+            retail_price=retail[t:end],
+            feed_in_price=feed_in[t:end],
+        )
+        t0 = time.perf_counter()
+        state, d = policy.step(state, inputs, forecast, assets)
+        step_s += time.perf_counter() - t0
+        _store(out, d, t)
+        soc_b[t + 1], soc_e[t + 1], temp[t + 1] = (
+            state.battery_soc_kwh,
+            state.ev_soc_kwh,
+            state.indoor_temp_c,
+        )
+    result: dict[str, Any] = dict(out)
+    result.update(battery_soc_kwh=soc_b, ev_soc_kwh=soc_e, indoor_temp_c=temp, step_s=step_s)
+    job_start = getattr(state, "job_start_slot", None)
+    if callable(job_start):
+        result["job_start_slot"] = job_start()
+    return result
+
+
+def _store(out: dict[str, FloatArray], d: Dispatch, t: int) -> None:
+    for name in DISPATCH_FIELDS:
+        out[name][t] = getattr(d, name)

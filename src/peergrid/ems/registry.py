@@ -1,0 +1,120 @@
+"""The registry of EMS policies: one line per policy, looked up by name.
+
+    policy = make_policy("price-aware", {"horizon_h": 12}, n_participants, rng)
+
+`make_policy` validates the parameters (pydantic, unknown keys rejected) and draws the
+per-participant bidding factors from `rng`, so equal seeds give equal runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from pydantic_core import PydanticUndefined
+
+from peergrid.ems.base import EmsParams, EmsPolicy
+from peergrid.ems.price_aware import PriceAware
+from peergrid.ems.self_consumption import SelfConsumption
+from peergrid.errors import InputError
+
+# name → policy class; each class carries its `Params` model and a description
+_POLICIES: dict[str, Any] = {
+    SelfConsumption.name: SelfConsumption,
+    PriceAware.name: PriceAware,
+}
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a policy, as `list_policies` reports it."""
+
+    name: str
+    type: str
+    required: bool
+    default: Any
+    description: str
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What `list_policies` reports about one policy."""
+
+    name: str
+    description: str
+    observes_market: bool
+    params: tuple[ParamInfo, ...]
+
+
+def _param_infos(model: type[EmsParams]) -> tuple[ParamInfo, ...]:
+    infos = []
+    for key, f in model.model_fields.items():
+        required = f.is_required()
+        default = None if required or f.default is PydanticUndefined else f.get_default()
+        annotation = f.annotation
+        type_text = (
+            annotation.__name__
+            if isinstance(annotation, type)
+            else str(annotation).removeprefix("typing.")
+        )
+        infos.append(ParamInfo(key, type_text, required, default, f.description or ""))
+    return tuple(infos)
+
+
+def policy_names() -> list[str]:
+    """Names of the registered policies, sorted."""
+    return sorted(_POLICIES)
+
+
+def list_policies() -> list[PolicyInfo]:
+    """Every registered policy with its description and parameters, sorted by name."""
+    return [
+        PolicyInfo(
+            name=name,
+            description=str(cls.description),
+            observes_market=bool(cls.observes_market),
+            params=_param_infos(cls.Params),
+        )
+        for name, cls in sorted(_POLICIES.items())
+    ]
+
+
+def _format_error(policy: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown parameter"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        parts.append(f"ems.params.{loc}: {msg}" if loc else f"ems.params: {msg}")
+    return "; ".join(parts) + f" (policy {policy!r})"
+
+
+def make_policy(
+    name: str, params: dict[str, Any] | None, n_participants: int, rng: np.random.Generator
+) -> EmsPolicy:
+    """Build a policy by name with validated parameters.
+
+    Raises:
+        InputError: the name is not registered, or a parameter is unknown or out of range
+            (the message names the parameter and the reason).
+    """
+    if name not in _POLICIES:
+        raise InputError(
+            f"ems.policy: unknown policy {name!r}; choose one of {', '.join(policy_names())}"
+        )
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f"ems.params: must be a table of parameters (got {params!r})")
+    if n_participants < 1:
+        raise InputError(f"ems: policy {name!r} needs at least one participant")
+    cls = _POLICIES[name]
+    try:
+        validated: EmsParams = cls.Params.model_validate(params or {})
+    except ValidationError as exc:
+        raise InputError(_format_error(name, exc)) from None
+    policy: EmsPolicy = cls(validated, n_participants, rng)
+    return policy
