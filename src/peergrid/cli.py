@@ -19,28 +19,52 @@ LONG_RUN_SLOTS = 5000
 def _kpi_table(summary: dict[str, Any]) -> Table:
     cur = summary["cost"]["currency"]
     e, c, k = summary["energy"], summary["cost"], summary["kpi"]
-    table = Table(title=f"{summary['scenario']} — market {summary['market']}, "
-                        f"{summary['participants']} participants, {summary['days']} days")
+    table = Table(
+        title=f"{summary['scenario']} — market {summary['market']}, "
+        f"{summary['participants']} participants, {summary['days']} days"
+    )
     table.add_column("KPI")
     table.add_column("P2P", justify="right")
     table.add_column("baseline", justify="right")
     rows = [
         ("total bill", f"{c['total']:,.2f} {cur}", f"{c['baseline_total']:,.2f} {cur}"),
         ("savings", f"{c['savings']:,.2f} {cur} ({c['savings_pct']:.1f} %)", ""),
-        ("grid import", f"{e['grid_import_kwh']:,.1f} kWh", f"{e['baseline_grid_import_kwh']:,.1f} kWh"),
-        ("grid export", f"{e['grid_export_kwh']:,.1f} kWh", f"{e['baseline_grid_export_kwh']:,.1f} kWh"),
+        (
+            "grid import",
+            f"{e['grid_import_kwh']:,.1f} kWh",
+            f"{e['baseline_grid_import_kwh']:,.1f} kWh",
+        ),
+        (
+            "grid export",
+            f"{e['grid_export_kwh']:,.1f} kWh",
+            f"{e['baseline_grid_export_kwh']:,.1f} kWh",
+        ),
         ("P2P traded", f"{e['p2p_traded_kwh']:,.1f} kWh", "0.0 kWh"),
-        ("self-sufficiency", f"{k['self_sufficiency']:.1%}", f"{k['baseline_self_sufficiency']:.1%}"),
-        ("self-consumption", f"{k['self_consumption']:.1%}", f"{k['baseline_self_consumption']:.1%}"),
-        ("peak import", f"{k['peak_import_kw']:,.1f} kW", f"{k['baseline_peak_import_kw']:,.1f} kW"),
+        (
+            "self-sufficiency",
+            f"{k['self_sufficiency']:.1%}",
+            f"{k['baseline_self_sufficiency']:.1%}",
+        ),
+        (
+            "self-consumption",
+            f"{k['self_consumption']:.1%}",
+            f"{k['baseline_self_consumption']:.1%}",
+        ),
+        (
+            "peak import",
+            f"{k['peak_import_kw']:,.1f} kW",
+            f"{k['baseline_peak_import_kw']:,.1f} kW",
+        ),
         ("peak-to-average", f"{k['peak_to_average']:.2f}", f"{k['baseline_peak_to_average']:.2f}"),
         ("fairness (Jain)", f"{k['fairness_jain']:.3f}", ""),
         ("participants worse off", f"{k['participants_worse_off']}", ""),
     ]
     for row in rows:
         table.add_row(*row)
-    table.caption = (f"demand {e['demand_kwh']:,.0f} kWh · PV {e['generation_kwh']:,.0f} kWh · "
-                     f"run {summary['runtime_s']:.2f} s")
+    table.caption = (
+        f"demand {e['demand_kwh']:,.0f} kWh · PV {e['generation_kwh']:,.0f} kWh · "
+        f"run {summary['runtime_s']:.2f} s"
+    )
     return table
 
 
@@ -52,14 +76,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     market = args.market or scenario.market.mechanism
-    out = Path(args.out) if args.out else Path("out") / (
-        scenario.name if not args.market else f"{scenario.name}-{market}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("out") / (scenario.name if not args.market else f"{scenario.name}-{market}")
     )
-    show_progress = not args.quiet and scenario.time.days * 24 * 60 / scenario.time.slot_minutes \
-        >= LONG_RUN_SLOTS
+    show_progress = (
+        not args.quiet
+        and scenario.time.days * 24 * 60 / scenario.time.slot_minutes >= LONG_RUN_SLOTS
+    )
     if show_progress:
-        with Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeRemainingColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]simulating"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("slots", total=1)
 
             def on_progress(done: int, total: int) -> None:
@@ -101,8 +135,10 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     resolved = resolve_full(scenario)
-    console.print(f"{args.scenario}: valid ({len(resolved.participants)} participants, "
-                  f"{scenario.time.days} days, market {resolved.market.mechanism})")
+    console.print(
+        f"{args.scenario}: valid ({len(resolved.participants)} participants, "
+        f"{scenario.time.days} days, market {resolved.market.mechanism})"
+    )
     return 0
 
 
@@ -177,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="simulate a scenario (file or built-in name)")
-    run.add_argument("scenario", nargs="?", default="demo",
-                     help="scenario TOML file or built-in name (default: demo)")
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        default="demo",
+        help="scenario TOML file or built-in name (default: demo)",
+    )
     run.add_argument("--market", help="market mechanism (overrides the scenario's)")
     run.add_argument("--out", help="run directory (default: out/<scenario>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no KPI table")

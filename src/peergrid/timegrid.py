@@ -95,9 +95,7 @@ class SlotGrid:
     def local_day(self) -> np.ndarray:
         """Index of the local day the slot belongs to (0 .. days-1), int array (n_slots,)."""
         loc = self.starts_local.normalize().tz_localize(None)
-        return np.asarray(
-            (loc - pd.Timestamp(self.start_local)).days, dtype=np.int64
-        )
+        return np.asarray((loc - pd.Timestamp(self.start_local)).days, dtype=np.int64)
 
     @cached_property
     def local_day_of_year(self) -> np.ndarray:
@@ -132,4 +130,6 @@ def make_grid(start_local: dt.date, days: int, slot_minutes: int, timezone: str)
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InputError(f"time.timezone: unknown IANA time zone {timezone!r}") from exc
-    return SlotGrid(start_local=start_local, days=days, slot_minutes=slot_minutes, timezone=timezone)
+    return SlotGrid(
+        start_local=start_local, days=days, slot_minutes=slot_minutes, timezone=timezone
+    )

@@ -34,20 +34,27 @@ def small_scenario(
         if i % 5 == 2:
             p["heating"] = {"kind": "heat-pump"}
         if i % 3 == 1:
-            p["shiftable"] = [{"appliance": "wm", "energy_kwh": 1.0, "duration_min": 90,
-                               "runs_per_week": 7}]
+            p["shiftable"] = [
+                {"appliance": "wm", "energy_kwh": 1.0, "duration_min": 90, "runs_per_week": 7}
+            ]
         participants.append(p)
     tariff: dict[str, Any] = {"retail_per_kwh": 0.30, "feed_in_per_kwh": 0.07}
     if tou:
-        tariff["retail_tou"] = [{"start": "17:00", "end": "21:00", "price_per_kwh": 0.45},
-                                {"start": "00:00", "end": "06:00", "price_per_kwh": 0.18}]
+        tariff["retail_tou"] = [
+            {"start": "17:00", "end": "21:00", "price_per_kwh": 0.45},
+            {"start": "00:00", "end": "06:00", "price_per_kwh": 0.18},
+        ]
     return Scenario.model_validate(
         {
             "schema_version": 1,
             "name": "small",
             "seed": seed,
-            "time": {"start": start, "days": days, "slot_minutes": slot_minutes,
-                     "timezone": "Europe/Berlin"},
+            "time": {
+                "start": start,
+                "days": days,
+                "slot_minutes": slot_minutes,
+                "timezone": "Europe/Berlin",
+            },
             "location": {"weather": weather},
             "tariff": tariff,
             "market": {"mechanism": market},
@@ -73,12 +80,17 @@ def random_scenarios(draw: st.DrawFn) -> Scenario:
         if draw(st.booleans()):
             p["pv"] = {"kwp": draw(st.floats(0.5, 15)), "azimuth_deg": draw(st.floats(90, 270))}
         if draw(st.booleans()):
-            p["battery"] = {"capacity_kwh": draw(st.floats(1, 20)),
-                            "power_kw": draw(st.floats(0.5, 8)),
-                            "round_trip_efficiency": draw(st.floats(0.7, 1.0))}
+            p["battery"] = {
+                "capacity_kwh": draw(st.floats(1, 20)),
+                "power_kw": draw(st.floats(0.5, 8)),
+                "round_trip_efficiency": draw(st.floats(0.7, 1.0)),
+            }
         if draw(st.booleans()):
-            p["ev"] = {"capacity_kwh": draw(st.floats(20, 90)), "power_kw": draw(st.floats(2, 22)),
-                       "v2h": draw(st.booleans())}
+            p["ev"] = {
+                "capacity_kwh": draw(st.floats(20, 90)),
+                "power_kw": draw(st.floats(2, 22)),
+                "v2h": draw(st.booleans()),
+            }
         if draw(st.booleans()):
             p["heating"] = {"kind": draw(st.sampled_from(["heat-pump", "air-conditioner"]))}
         participants.append(p)
@@ -89,11 +101,16 @@ def random_scenarios(draw: st.DrawFn) -> Scenario:
             "schema_version": 1,
             "name": "random",
             "seed": draw(st.integers(0, 2**32)),
-            "time": {"start": dt.date(2024, month, 10), "days": 1,
-                     "slot_minutes": draw(st.sampled_from([15, 30, 60])),
-                     "timezone": "Europe/Berlin"},
-            "tariff": {"retail_per_kwh": retail,
-                       "feed_in_per_kwh": retail * draw(st.floats(0.0, 0.9))},
+            "time": {
+                "start": dt.date(2024, month, 10),
+                "days": 1,
+                "slot_minutes": draw(st.sampled_from([15, 30, 60])),
+                "timezone": "Europe/Berlin",
+            },
+            "tariff": {
+                "retail_per_kwh": retail,
+                "feed_in_per_kwh": retail * draw(st.floats(0.0, 0.9)),
+            },
             "market": {"mechanism": draw(st.sampled_from(["sdr", "uniform"]))},
             "ems": {"policy": draw(st.sampled_from(["self-consumption", "price-aware"]))},
             "participants": participants,

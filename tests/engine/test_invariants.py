@@ -18,8 +18,8 @@ def check_invariants(result: SimulationResult) -> None:
     s = result.series
     net = s("net_kwh")
     # identity 1: physical balance at the meter
-    phys = s("generation_kwh") + s("storage_discharge_kwh") - s("demand_kwh") - s(
-        "storage_charge_kwh"
+    phys = (
+        s("generation_kwh") + s("storage_discharge_kwh") - s("demand_kwh") - s("storage_charge_kwh")
     )
     assert np.max(np.abs(net - phys)) <= TOL
     # identity 2: where the net position went
@@ -35,8 +35,15 @@ def check_invariants(result: SimulationResult) -> None:
     # nobody imports and exports at once, nobody buys and sells at once
     assert not np.any((s("grid_import_kwh") > TOL) & (s("grid_export_kwh") > TOL))
     assert not np.any((s("p2p_bought_kwh") > TOL) & (s("p2p_sold_kwh") > TOL))
-    for name in ("demand_kwh", "generation_kwh", "grid_import_kwh", "grid_export_kwh",
-                 "p2p_bought_kwh", "p2p_sold_kwh", "storage_charge_kwh"):
+    for name in (
+        "demand_kwh",
+        "generation_kwh",
+        "grid_import_kwh",
+        "grid_export_kwh",
+        "p2p_bought_kwh",
+        "p2p_sold_kwh",
+        "storage_charge_kwh",
+    ):
         assert np.all(s(name) >= -TOL), name
     # prices within [feed-in, retail] for both shipped mechanisms
     retail = result.community.retail_price[:, None]

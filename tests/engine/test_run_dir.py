@@ -16,17 +16,45 @@ from peergrid.errors import InputError
 from .conftest import small_scenario
 
 SUMMARY_KEYS = [
-    "scenario", "market", "participants", "slots", "slot_minutes", "runtime_s",
-    "energy.demand_kwh", "energy.generation_kwh", "energy.grid_import_kwh",
-    "energy.grid_export_kwh", "energy.p2p_traded_kwh", "cost.currency", "cost.baseline_total",
-    "cost.total", "cost.savings_pct", "kpi.self_sufficiency", "kpi.self_consumption",
-    "kpi.peak_import_kw", "kpi.baseline_peak_import_kw", "kpi.peak_to_average",
-    "kpi.fairness_jain", "kpi.participants_worse_off",
+    "scenario",
+    "market",
+    "participants",
+    "slots",
+    "slot_minutes",
+    "runtime_s",
+    "energy.demand_kwh",
+    "energy.generation_kwh",
+    "energy.grid_import_kwh",
+    "energy.grid_export_kwh",
+    "energy.p2p_traded_kwh",
+    "cost.currency",
+    "cost.baseline_total",
+    "cost.total",
+    "cost.savings_pct",
+    "kpi.self_sufficiency",
+    "kpi.self_consumption",
+    "kpi.peak_import_kw",
+    "kpi.baseline_peak_import_kw",
+    "kpi.peak_to_average",
+    "kpi.fairness_jain",
+    "kpi.participants_worse_off",
 ]
 TS_COLUMNS = [
-    "slot_start", "participant", "demand_kwh", "generation_kwh", "storage_charge_kwh",
-    "storage_discharge_kwh", "net_kwh", "grid_import_kwh", "grid_export_kwh", "p2p_bought_kwh",
-    "p2p_sold_kwh", "p2p_buy_price", "p2p_sell_price", "battery_soc_end_kwh", "ev_soc_end_kwh",
+    "slot_start",
+    "participant",
+    "demand_kwh",
+    "generation_kwh",
+    "storage_charge_kwh",
+    "storage_discharge_kwh",
+    "net_kwh",
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "p2p_bought_kwh",
+    "p2p_sold_kwh",
+    "p2p_buy_price",
+    "p2p_sell_price",
+    "battery_soc_end_kwh",
+    "ev_soc_end_kwh",
 ]
 
 
@@ -40,8 +68,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResult, Pat
 
 def test_files_and_summary_keys(run: tuple[SimulationResult, Path]) -> None:
     _, out = run
-    for name in ("summary.json", "participants.csv", "timeseries.parquet", "trades.parquet",
-                 "scenario.resolved.toml", "report.html"):
+    for name in (
+        "summary.json",
+        "participants.csv",
+        "timeseries.parquet",
+        "trades.parquet",
+        "scenario.resolved.toml",
+        "report.html",
+    ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     for key in SUMMARY_KEYS:
@@ -57,14 +91,28 @@ def test_timeseries_columns_and_identities_on_disk(run: tuple[SimulationResult, 
     assert list(ts.columns[: len(TS_COLUMNS)]) == TS_COLUMNS
     assert len(ts) == result.summary["slots"] * result.summary["participants"]
     assert str(ts["slot_start"].dt.tz) == "UTC"
-    a = ts["net_kwh"] - (ts["generation_kwh"] + ts["storage_discharge_kwh"] - ts["demand_kwh"]
-                         - ts["storage_charge_kwh"])
-    b = ts["net_kwh"] - (ts["grid_export_kwh"] + ts["p2p_sold_kwh"] - ts["grid_import_kwh"]
-                         - ts["p2p_bought_kwh"])
+    a = ts["net_kwh"] - (
+        ts["generation_kwh"]
+        + ts["storage_discharge_kwh"]
+        - ts["demand_kwh"]
+        - ts["storage_charge_kwh"]
+    )
+    b = ts["net_kwh"] - (
+        ts["grid_export_kwh"] + ts["p2p_sold_kwh"] - ts["grid_import_kwh"] - ts["p2p_bought_kwh"]
+    )
     assert a.abs().max() <= 1e-9 and b.abs().max() <= 1e-9
     parts = pd.read_csv(out / "participants.csv")
-    for col in ("participant", "baseline_bill", "bill", "saving", "saving_pct",
-                "grid_import_kwh", "grid_export_kwh", "p2p_bought_kwh", "p2p_sold_kwh"):
+    for col in (
+        "participant",
+        "baseline_bill",
+        "bill",
+        "saving",
+        "saving_pct",
+        "grid_import_kwh",
+        "grid_export_kwh",
+        "p2p_bought_kwh",
+        "p2p_sold_kwh",
+    ):
         assert col in parts.columns
     trades = pd.read_parquet(out / "trades.parquet")
     assert {"slot_start", "buyer", "seller", "quantity_kwh", "price"} <= set(trades.columns)
@@ -74,8 +122,9 @@ def test_resolved_scenario_repeats_the_run_exactly(run: tuple[SimulationResult, 
     result, out = run
     again = simulate(load_scenario(out / "scenario.resolved.toml"))
     for key in result.recorded.series:
-        assert np.array_equal(result.recorded.series[key], again.recorded.series[key],
-                              equal_nan=True), key
+        assert np.array_equal(
+            result.recorded.series[key], again.recorded.series[key], equal_nan=True
+        ), key
     a = {k: v for k, v in result.summary.items() if k not in ("runtime_s", "timing_s")}
     b = {k: v for k, v in again.summary.items() if k not in ("runtime_s", "timing_s")}
     assert a == b

@@ -28,8 +28,11 @@ def test_settlement_identity_and_money(net: list[float], frac: float, retail: fl
     buy = book.side == Side.BUY
     tb, ts = book.quantity_kwh[buy].sum(), book.quantity_kwh[~buy].sum()
     traded = frac * min(tb, ts)
-    filled = np.where(buy, book.quantity_kwh * (traded / tb if tb else 0),
-                      book.quantity_kwh * (traded / ts if ts else 0))
+    filled = np.where(
+        buy,
+        book.quantity_kwh * (traded / tb if tb else 0),
+        book.quantity_kwh * (traded / ts if ts else 0),
+    )
     price = np.where(filled > 0, (retail + feed_in) / 2, np.nan)
     res = ClearingResult(filled_kwh=filled, price=price)
     s = settle_slot(n, book, res, retail, feed_in)

@@ -73,11 +73,17 @@ def test_error_names_file_field_and_reason(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("snippet", "expected"),
     [
-        ('[time]\nstart = 2024-06-03\ndays = 0', "time.days: must be >= 1 (got 0)"),
-        ('[time]\nstart = 2024-06-03\ndays = 1\nslot_minutes = 7', "time.slot_minutes: must be one of"),
-        ('[time]\nstart = 2024-06-03\ndays = 1\ntimezone = "Nowhere/X"', "time.timezone: unknown IANA"),
-        ('[time]\nstart = 2024-06-03\ndays = 1\nbogus = 3', "time.bogus: unknown field"),
-        ('[time]\ndays = 1', "time.start: required field is missing"),
+        ("[time]\nstart = 2024-06-03\ndays = 0", "time.days: must be >= 1 (got 0)"),
+        (
+            "[time]\nstart = 2024-06-03\ndays = 1\nslot_minutes = 7",
+            "time.slot_minutes: must be one of",
+        ),
+        (
+            '[time]\nstart = 2024-06-03\ndays = 1\ntimezone = "Nowhere/X"',
+            "time.timezone: unknown IANA",
+        ),
+        ("[time]\nstart = 2024-06-03\ndays = 1\nbogus = 3", "time.bogus: unknown field"),
+        ("[time]\ndays = 1", "time.start: required field is missing"),
     ],
 )
 def test_time_errors(tmp_path: Path, snippet: str, expected: str) -> None:
@@ -87,7 +93,7 @@ def test_time_errors(tmp_path: Path, snippet: str, expected: str) -> None:
 
 
 def test_invalid_toml_and_version_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="community.toml: invalid TOML"):
+    with pytest.raises(InputError, match=r"community\.toml: invalid TOML"):
         load_scenario(write(tmp_path, "name = \n"))
     with pytest.raises(InputError, match="schema_version: this peergrid reads version 1"):
         load_scenario(write(tmp_path, 'schema_version = 9\nname = "x"'))
@@ -99,19 +105,31 @@ def test_invalid_toml_and_version_and_missing_file(tmp_path: Path) -> None:
 
 def test_cross_field_rules(tmp_path: Path) -> None:
     base = 'schema_version = 1\nname = "t"\n[time]\nstart = 2024-06-03\ndays = 1\n'
-    cases = {
-        '[tariff]\nretail_per_kwh = 0.1\nfeed_in_per_kwh = 0.2\n[[participants]]\nname="a"':
+    cases = [
+        (
+            "[tariff]\nretail_per_kwh = 0.1\nfeed_in_per_kwh = 0.2\n[[participants]]\nname='a'",
             "tariff: feed_in_per_kwh (0.2) must not exceed the lowest retail price (0.1)",
-        '[[participants]]\nname="a"\nbattery = { capacity_kwh = 5, power_kw = 2, soc_min = 0.5, soc_max = 0.4 }':
+        ),
+        (
+            "[[participants]]\nname='a'\n"
+            "battery = { capacity_kwh = 5, power_kw = 2, soc_min = 0.5, soc_max = 0.4 }",
             "participants[0].battery: soc_min (0.5) must be < soc_max (0.4)",
-        '[[participants]]\nname="a"\n[[participants]]\nname="a"':
+        ),
+        (
+            "[[participants]]\nname='a'\n[[participants]]\nname='a'",
             "participants[1].name: duplicate name 'a'",
-        '[[groups]]\nname_prefix="g"\ncount=2\npv = { kwp = [5, 3] }':
+        ),
+        (
+            "[[groups]]\nname_prefix='g'\ncount=2\npv = { kwp = [5, 3] }",
             "range low (5) must be <= high (3)",
-        '[[participants]]\nname="a"\nshiftable=[{appliance="wm", energy_kwh=1, duration_min=60, window_start="25:00"}]':
+        ),
+        (
+            "[[participants]]\nname='a'\nshiftable=[{appliance='wm', energy_kwh=1, "
+            "duration_min=60, window_start='25:00'}]",
             "participants[0].shiftable[0].window_start: must be a local clock time 'HH:MM'",
-    }
-    for snippet, expected in cases.items():
+        ),
+    ]
+    for snippet, expected in cases:
         with pytest.raises(InputError) as err:
             load_scenario(write(tmp_path, base + snippet))
         assert expected in str(err.value), str(err.value)

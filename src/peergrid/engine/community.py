@@ -104,7 +104,11 @@ def _thermal(parts: list[ParticipantSpec]) -> ThermalParams:
         t_max_c=_arr([x.comfort_max_c if x else 20.0 for x in h]),
         t_initial_c=_arr(
             [
-                (x.initial_c if x.initial_c is not None else (x.comfort_min_c + x.comfort_max_c) / 2)
+                (
+                    x.initial_c
+                    if x.initial_c is not None
+                    else (x.comfort_min_c + x.comfort_max_c) / 2
+                )
                 if x
                 else 20.0
                 for x in h

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from peergrid.assets.params import THERMAL_NONE
 from peergrid.ems.base import EmsPolicy, Forecast, SlotInputs
 from peergrid.engine.community import Community
 from peergrid.engine.step import slot_step
@@ -157,6 +158,8 @@ def run_slots(
         if on_progress is not None and (t + 1) % progress_every == 0:
             on_progress(t + 1, n_t)
     market["p2p_traded_kwh"] = series["p2p_bought_kwh"].sum(axis=1)
+    # a home without a heat pump or air conditioner has no modelled indoor temperature
+    series["indoor_temp_end_c"][:, assets.thermal.kind == THERMAL_NONE] = np.nan
     if on_progress is not None:
         on_progress(n_t, n_t)
     return Recorded(series=series, market=market, trades=trades, info=info)

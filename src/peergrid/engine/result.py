@@ -109,7 +109,7 @@ class SimulationResult:
         pick_s = np.where(arr["seller"] == POOL, len(names) - 1, arr["seller"])
         return pd.DataFrame(
             {
-                "slot_start": self.community.grid.starts_utc[arr["slot"]],
+                "slot_start": self.community.grid.starts_utc[arr["slot"].astype(np.int64)],
                 "buyer": pd.Categorical(names[pick], categories=np.unique(names)),
                 "seller": pd.Categorical(names[pick_s], categories=np.unique(names)),
                 "quantity_kwh": arr["quantity_kwh"],
@@ -176,7 +176,9 @@ class SimulationResult:
         is replaced only if it is empty or an earlier peergrid run directory.
         """
         out = Path(out_dir)
-        if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / _MARKER).exists())):
+        if out.exists() and not (
+            out.is_dir() and (not any(out.iterdir()) or (out / _MARKER).exists())
+        ):
             raise InputError(
                 "refusing to replace a directory that is not a peergrid run directory",
                 source=str(out),

@@ -52,6 +52,4 @@ def peak_and_par(import_per_slot_kwh: FloatArray, dt_h: float) -> tuple[float, f
 def saving_pct(baseline: FloatArray, actual: FloatArray) -> FloatArray:
     """Saving as a percentage of the baseline bill's magnitude (0 where the baseline is 0)."""
     denom = np.abs(baseline)
-    return np.divide(
-        (baseline - actual) * 100.0, denom, out=np.zeros_like(denom), where=denom > 0
-    )
+    return np.divide((baseline - actual) * 100.0, denom, out=np.zeros_like(denom), where=denom > 0)

@@ -1,4 +1,4 @@
-"""Reading scenarios: from a TOML file or a built-in name, with errors that name field and reason."""
+"""Reading scenarios from a TOML file or a built-in name; errors name the field and the reason."""
 
 from __future__ import annotations
 
@@ -57,8 +57,12 @@ def _reason(err: Any) -> str:
     ctx = err.get("ctx", {}) or {}
     got = err.get("input")
     shown = repr(got) if isinstance(got, str) else got
-    ops = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-           "less_than_equal": "<="}
+    ops = {
+        "greater_than": ">",
+        "greater_than_equal": ">=",
+        "less_than": "<",
+        "less_than_equal": "<=",
+    }
     if kind in ops:
         bound = next(iter(ctx.values()))
         if isinstance(bound, float) and bound.is_integer():
@@ -100,11 +104,16 @@ def parse_scenario(raw: dict[str, Any], source: str) -> Scenario:
     """Validate a parsed TOML document. `source` names the file in error messages."""
     version = raw.get("schema_version")
     if version is None:
-        raise InputError(f"schema_version: required field is missing (this peergrid reads "
-                         f"version {SCHEMA_VERSION})", source=source)
+        raise InputError(
+            f"schema_version: required field is missing (this peergrid reads "
+            f"version {SCHEMA_VERSION})",
+            source=source,
+        )
     if version != SCHEMA_VERSION:
-        raise InputError(f"schema_version: this peergrid reads version {SCHEMA_VERSION} "
-                         f"(got {version!r})", source=source)
+        raise InputError(
+            f"schema_version: this peergrid reads version {SCHEMA_VERSION} (got {version!r})",
+            source=source,
+        )
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:

@@ -53,47 +53,68 @@ def _member(group: GroupSpec, name: str, rng: np.random.Generator) -> Participan
     if group.pv is not None:
         g = group.pv
         has = rng.random() < g.share
-        spec = PvSpec(kwp=_draw(rng, g.kwp), tilt_deg=_draw(rng, g.tilt_deg, digits=0),
-                      azimuth_deg=_draw(rng, g.azimuth_deg, digits=0))
+        spec = PvSpec(
+            kwp=_draw(rng, g.kwp),
+            tilt_deg=_draw(rng, g.tilt_deg, digits=0),
+            azimuth_deg=_draw(rng, g.azimuth_deg, digits=0),
+        )
         pv = spec if has else None
     if group.battery is not None:
         b = group.battery
         has = rng.random() < b.share
-        spec_b = BatterySpec(capacity_kwh=_draw(rng, b.capacity_kwh, digits=1),
-                             power_kw=_draw(rng, b.power_kw, digits=1),
-                             round_trip_efficiency=_draw(rng, b.round_trip_efficiency),
-                             soc_min=b.soc_min, soc_max=b.soc_max, soc_initial=b.soc_initial)
+        spec_b = BatterySpec(
+            capacity_kwh=_draw(rng, b.capacity_kwh, digits=1),
+            power_kw=_draw(rng, b.power_kw, digits=1),
+            round_trip_efficiency=_draw(rng, b.round_trip_efficiency),
+            soc_min=b.soc_min,
+            soc_max=b.soc_max,
+            soc_initial=b.soc_initial,
+        )
         bat = spec_b if has else None
     if group.ev is not None:
         e = group.ev
         has = rng.random() < e.share
-        spec_e = EvSpec(capacity_kwh=_draw(rng, e.capacity_kwh, digits=0),
-                        power_kw=_draw(rng, e.power_kw, digits=1),
-                        round_trip_efficiency=_draw(rng, e.round_trip_efficiency),
-                        v2h=e.v2h, soc_min=e.soc_min, target_soc=e.target_soc,
-                        soc_initial=_draw(rng, e.soc_initial),
-                        daily_km=_draw(rng, e.daily_km, digits=0),
-                        kwh_per_km=_draw(rng, e.kwh_per_km, digits=3))
+        spec_e = EvSpec(
+            capacity_kwh=_draw(rng, e.capacity_kwh, digits=0),
+            power_kw=_draw(rng, e.power_kw, digits=1),
+            round_trip_efficiency=_draw(rng, e.round_trip_efficiency),
+            v2h=e.v2h,
+            soc_min=e.soc_min,
+            target_soc=e.target_soc,
+            soc_initial=_draw(rng, e.soc_initial),
+            daily_km=_draw(rng, e.daily_km, digits=0),
+            kwh_per_km=_draw(rng, e.kwh_per_km, digits=3),
+        )
         ev = spec_e if has else None
     if group.heating is not None:
         h = group.heating
         has = rng.random() < h.share
-        spec_h = ThermalSpec(kind=h.kind, power_kw=_draw(rng, h.power_kw, digits=1),
-                             cop=_draw(rng, h.cop), ua_kw_per_k=_draw(rng, h.ua_kw_per_k, digits=3),
-                             capacity_kwh_per_k=_draw(rng, h.capacity_kwh_per_k, digits=1),
-                             comfort_min_c=h.comfort_min_c, comfort_max_c=h.comfort_max_c)
+        spec_h = ThermalSpec(
+            kind=h.kind,
+            power_kw=_draw(rng, h.power_kw, digits=1),
+            cop=_draw(rng, h.cop),
+            ua_kw_per_k=_draw(rng, h.ua_kw_per_k, digits=3),
+            capacity_kwh_per_k=_draw(rng, h.capacity_kwh_per_k, digits=1),
+            comfort_min_c=h.comfort_min_c,
+            comfort_max_c=h.comfort_max_c,
+        )
         heating = spec_h if has else None
     shiftable = []
     for s in group.shiftable:
         has = rng.random() < s.share
-        spec_s = ShiftableSpec(appliance=s.appliance, energy_kwh=_draw(rng, s.energy_kwh),
-                               duration_min=s.duration_min, window_start=s.window_start,
-                               window_end=s.window_end,
-                               runs_per_week=_draw(rng, s.runs_per_week, digits=1))
+        spec_s = ShiftableSpec(
+            appliance=s.appliance,
+            energy_kwh=_draw(rng, s.energy_kwh),
+            duration_min=s.duration_min,
+            window_start=s.window_start,
+            window_end=s.window_end,
+            runs_per_week=_draw(rng, s.runs_per_week, digits=1),
+        )
         if has:
             shiftable.append(spec_s)
-    return ParticipantSpec(name=name, demand=demand, pv=pv, battery=bat, ev=ev,
-                           heating=heating, shiftable=shiftable)
+    return ParticipantSpec(
+        name=name, demand=demand, pv=pv, battery=bat, ev=ev, heating=heating, shiftable=shiftable
+    )
 
 
 def expand_groups(scenario: Scenario) -> list[ParticipantSpec]:
@@ -112,6 +133,15 @@ def expand_groups(scenario: Scenario) -> list[ParticipantSpec]:
     return out
 
 
+def _explicit_heating(member: ParticipantSpec) -> ParticipantSpec:
+    """Start a heated home in the middle of its comfort band unless told otherwise."""
+    h = member.heating
+    if h is None or h.initial_c is not None:
+        return member
+    mid = round((h.comfort_min_c + h.comfort_max_c) / 2, 2)
+    return member.model_copy(update={"heating": h.model_copy(update={"initial_c": mid})})
+
+
 def resolve(scenario: Scenario, station: tuple[float, float, float] | None) -> Scenario:
     """The same scenario with groups expanded and defaults explicit.
 
@@ -126,14 +156,8 @@ def resolve(scenario: Scenario, station: tuple[float, float, float] | None) -> S
             longitude=loc.longitude if loc.longitude is not None else station[1],
             altitude_m=loc.altitude_m if loc.altitude_m is not None else station[2],
         )
-    participants = []
-    for p in expand_groups(scenario):
-        if p.heating is not None and p.heating.initial_c is None:
-            mid = round((p.heating.comfort_min_c + p.heating.comfort_max_c) / 2, 2)
-            p = p.model_copy(update={"heating": p.heating.model_copy(update={"initial_c": mid})})
-        participants.append(p)
-    return scenario.model_copy(update={"location": loc, "participants": participants,
-                                       "groups": []})
+    participants = [_explicit_heating(member) for member in expand_groups(scenario)]
+    return scenario.model_copy(update={"location": loc, "participants": participants, "groups": []})
 
 
 def to_toml(scenario: Scenario, header: str = "") -> str:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
-
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -336,8 +335,12 @@ class GroupSpec(Strict):
         def walk(node: Any) -> None:
             if isinstance(node, dict):
                 for value in node.values():
-                    if isinstance(value, list) and value and all(
-                        isinstance(x, int | float) and not isinstance(x, bool) for x in value
+                    if (
+                        isinstance(value, list)
+                        and value
+                        and all(
+                            isinstance(x, int | float) and not isinstance(x, bool) for x in value
+                        )
                     ):
                         _check_range(value)
                     else:
@@ -393,4 +396,3 @@ class Scenario(Strict):
                 raise ValueError(f"participants[{i}].name: duplicate name {name!r}")
             seen.add(name)
         return self
-
