@@ -80,8 +80,10 @@ def main() -> int:
         return 0
     days = 7 if args.quick else None
     fig = run(days, args.market, args.save)
-    print(f"suburb-100-year ({fig['participants']} households × {fig['slots']} slots, "
-          f"market {fig['market']})")
+    print(
+        f"suburb-100-year ({fig['participants']} households × {fig['slots']} slots, "
+        f"market {fig['market']})"
+    )
     print(f"  wall time     {fig['wall_s']:8.2f} s   (target ≤ {TARGET_WALL_S:.0f} s for a year)")
     print(f"  phases        {fig['timing_s']}")
     if fig["save_s"] is not None:
