@@ -32,6 +32,12 @@ def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
     site = weather_site(scenario.location.weather)
     station = (site.latitude, site.longitude, site.altitude_m) if site is not None else None
     resolved = resolve(scenario, station)
+    if resolved.data is not None and scenario.base_dir is not None:
+        # absolute, so that scenario.resolved.toml finds the same file from the run directory
+        meter = (scenario.base_dir / resolved.data.meter_file).resolve()
+        resolved = resolved.model_copy(
+            update={"data": resolved.data.model_copy(update={"meter_file": str(meter)})}
+        )
     m = resolved.market
     if market is not None and market != m.mechanism:
         m = MarketSpec(mechanism=market, params={})
