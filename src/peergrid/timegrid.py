@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from peergrid.errors import InputError
 
@@ -116,6 +117,14 @@ class SlotGrid:
     def slots_of_day(self, day: int) -> slice:
         """The slots of local day `day` as a slice."""
         return slice(int(self.day_first_slot[day]), int(self.day_first_slot[day + 1]))
+
+
+def epoch_ns(index: pd.DatetimeIndex) -> NDArray[np.int64]:
+    """Nanoseconds since the Unix epoch (UTC) of each instant; NaT becomes int64 min.
+
+    Naive instants are taken as UTC, tz-aware ones are converted."""
+    values = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+    return np.asarray(values.values, dtype="datetime64[ns]").view(np.int64)
 
 
 def make_grid(start_local: dt.date, days: int, slot_minutes: int, timezone: str) -> SlotGrid:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from peergrid.timegrid import SlotGrid
+from peergrid.timegrid import SlotGrid, epoch_ns
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -54,7 +54,7 @@ def local_time_to_slot_position(grid: SlotGrid, day: IntArray, hour: FloatArray)
         nonexistent="shift_forward",
     )
     start_ns = int(grid.starts_utc[0].value)
-    ns = np.asarray(utc.asi8, dtype=np.int64) - start_ns
+    ns = epoch_ns(utc) - start_ns
     return (ns / (grid.slot_minutes * _NS_PER_MIN)).reshape(day.shape)
 
 

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from peergrid.data._fine import STEPS_PER_HOUR, FineAxis, SunOnAxis
 from peergrid.data._typical_year import FineWeather
+from peergrid.timegrid import epoch_ns
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -114,7 +115,7 @@ def synthetic_on_axis(
     ghi_clear = np.clip(ghi_clear, 0.0, None)
 
     # Local solar days (so that a day's regime covers its whole daylight).
-    ns = np.asarray(times.asi8, dtype=np.int64)
+    ns = epoch_ns(times)
     solar_ns = ns + int(longitude / 15.0 * 3_600e9)
     day_ns = 86_400 * 10**9
     solar_day = solar_ns // day_ns

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pvlib
 from numpy.typing import NDArray
 
@@ -257,7 +258,7 @@ def year_table_on_axis(table: YearTable, axis: FineAxis, sun: SunOnAxis) -> Fine
     """Map a typical year onto the fine axis of a run (see the module docstring)."""
     # Rows for each UTC hour of the axis and for the hour before it (for the interpolation of
     # point values, which sit at hour ends).
-    starts = axis.hour_starts_utc(extra_before=1) + np.timedelta64(table.utc_offset_h, "h")
+    starts = axis.hour_starts_utc(extra_before=1) + pd.Timedelta(hours=table.utc_offset_h)
     rows = row_of(
         np.asarray(starts.month, dtype=np.int64),
         np.asarray(starts.day, dtype=np.int64),

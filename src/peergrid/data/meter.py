@@ -46,7 +46,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from peergrid.errors import InputError
-from peergrid.timegrid import SlotGrid
+from peergrid.timegrid import SlotGrid, epoch_ns
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -164,8 +164,8 @@ def _localize(naive: pd.DatetimeIndex, rows: IntArray, tz: str, src: str) -> Int
     """Naive local times -> UTC ns; nonexistent or ambiguous local times are errors."""
     first = naive.tz_localize(tz, ambiguous=np.ones(len(naive), bool), nonexistent="NaT")
     second = naive.tz_localize(tz, ambiguous=np.zeros(len(naive), bool), nonexistent="NaT")
-    a = np.asarray(first.asi8, dtype=np.int64)
-    b = np.asarray(second.asi8, dtype=np.int64)
+    a = epoch_ns(first)
+    b = epoch_ns(second)
     nat = np.iinfo(np.int64).min
     gap = a == nat
     if gap.any():
@@ -194,7 +194,7 @@ def _timestamps(col: pd.Series, tz: str, src: str) -> IntArray:
         if col.isna().any():
             raise InputError(f"{_row(int(np.flatnonzero(col.isna())[0]))}: missing timestamp",
                              source=src)  # fmt: skip
-        return np.asarray(pd.DatetimeIndex(col).tz_convert("UTC").asi8, dtype=np.int64)
+        return epoch_ns(pd.DatetimeIndex(col))
     if pd.api.types.is_datetime64_dtype(col.dtype):
         if col.isna().any():
             raise InputError(f"{_row(int(np.flatnonzero(col.isna())[0]))}: missing timestamp",
@@ -223,7 +223,7 @@ def _timestamps(col: pd.Series, tz: str, src: str) -> IntArray:
         )
     aware = pd.Series(values).str.contains(_OFFSET).to_numpy(dtype=bool)
     if aware.all():
-        return np.asarray(pd.DatetimeIndex(parsed).asi8, dtype=np.int64)[codes]
+        return epoch_ns(pd.DatetimeIndex(parsed))[codes]
     if aware.any():
         k = int(np.flatnonzero(~aware)[0])
         m = int(np.flatnonzero(aware)[0])
