@@ -159,3 +159,14 @@ def test_save_replaces_an_old_run_but_not_a_foreign_folder(
     with pytest.raises(InputError, match="not a peergrid run directory"):
         result.save(foreign)
     assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize(("market", "ems"), [("uniform", "price-aware"), ("sdr", "price-aware")])
+def test_every_policy_and_mechanism_round_trips_through_the_resolved_file(
+    tmp_path: Path, market: str, ems: str
+) -> None:
+    result = simulate(small_scenario(n=4, market=market, ems=ems))
+    out = result.save(tmp_path / "r")
+    again = simulate(load_scenario(out / "scenario.resolved.toml"))
+    assert again.summary["cost"] == result.summary["cost"]
+    assert again.scenario.ems == result.scenario.ems

@@ -46,8 +46,12 @@ def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
     policy = make_policy(resolved.ems.policy, resolved.ems.params, n, child_rng(0, "probe"))
     return resolved.model_copy(
         update={
-            "market": MarketSpec(mechanism=m.mechanism, params=mech.params.model_dump()),
-            "ems": EmsSpec(policy=resolved.ems.policy, params=policy.params.model_dump()),
+            "market": MarketSpec(
+                mechanism=m.mechanism, params=mech.params.model_dump(exclude_none=True)
+            ),
+            "ems": EmsSpec(
+                policy=resolved.ems.policy, params=policy.params.model_dump(exclude_none=True)
+            ),
         }
     )
 
