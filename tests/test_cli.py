@@ -64,3 +64,22 @@ def test_run_small_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "self-sufficiency" in printed and str(out / "report.html") in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["market"] == "uniform" and summary["participants"] == 2
+
+
+def test_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "demo"]) == 0
+    assert "valid (36 participants, 7 days, market sdr)" in capsys.readouterr().out
+
+
+def test_progress_is_reported_to_the_end() -> None:
+    from peergrid import simulate
+
+    from .engine.conftest import small_scenario
+
+    calls: list[tuple[int, int]] = []
+    simulate(
+        small_scenario(n=2, days=2), on_progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls[-1] == (576, 576)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(calls) >= 2
