@@ -78,7 +78,7 @@ def test_progress_is_reported_to_the_end() -> None:
 
     calls: list[tuple[int, int]] = []
     simulate(
-        small_scenario(n=2, days=2), on_progress=lambda done, total: calls.append((done, total))
+        small_scenario(n=2, days=6), on_progress=lambda done, total: calls.append((done, total))
     )
     assert calls[-1] == (576, 576)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
