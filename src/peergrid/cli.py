@@ -110,6 +110,38 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.engine.compare import compare
+    from peergrid.scenario.load import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    markets = [m.strip() for m in args.markets.split(",") if m.strip()]
+    out = Path(args.out) if args.out else Path("out") / f"{scenario.name}-compare"
+    comparison = compare(scenario, markets)
+    path = comparison.save(out)
+    table = Table(title=f"{scenario.name}: market designs compared")
+    heads = {
+        "market": "market",
+        "family": "family",
+        "savings_pct": "saving %",
+        "self_sufficiency": "self-suff.",
+        "peak_import_kw": "peak kW",
+        "fairness_jain": "Jain",
+        "participants_worse_off": "worse off",
+        "market_s": "loop s",
+    }
+    cols = list(heads)
+    for col in cols:
+        table.add_column(heads[col], justify="left" if col in ("market", "family") else "right")
+    for _, row in comparison.table().iterrows():
+        table.add_row(
+            *[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+        )
+    console.print(table)
+    console.print(f"comparison: {path / 'compare.html'}")
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
     from peergrid.scenario.load import builtin_descriptions
 
@@ -223,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: out/<scenario>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no KPI table")
     run.set_defaults(func=cmd_run)
+
+    cmp_ = sub.add_parser("compare", help="run one scenario under several market designs")
+    cmp_.add_argument("scenario", help="scenario TOML file or built-in name")
+    cmp_.add_argument("--markets", required=True, help="comma-separated mechanism names")
+    cmp_.add_argument("--out", help="output directory (default: out/<scenario>-compare)")
+    cmp_.set_defaults(func=cmd_compare)
 
     sc = sub.add_parser("scenarios", help="list built-in scenarios")
     sc.set_defaults(func=cmd_scenarios)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from peergrid.engine.atomic import write_dir_atomically
 from peergrid.engine.community import Community
 from peergrid.engine.loop import POOL, Recorded
-from peergrid.errors import InputError
 from peergrid.scenario.resolve import to_toml
 from peergrid.scenario.schema import Scenario
 
@@ -53,7 +50,6 @@ TIMESERIES_COLUMNS = (
 )
 
 _CHUNK_SLOTS = 4096
-_MARKER = ".peergrid-run"
 
 
 @dataclass(eq=False)
@@ -169,37 +165,11 @@ class SimulationResult:
         return render_report(data)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write the run directory atomically and return its path.
+        """Write the run directory atomically (see `engine.atomic`) and return its path."""
+        return write_dir_atomically(out_dir, self.write_files)
 
-        Files are written into a hidden sibling folder that is renamed into place at the end, so
-        an interrupted run never leaves a directory that looks complete. An existing directory
-        is replaced only if it is empty or an earlier peergrid run directory.
-        """
-        out = Path(out_dir)
-        if out.exists() and not (
-            out.is_dir() and (not any(out.iterdir()) or (out / _MARKER).exists())
-        ):
-            raise InputError(
-                "refusing to replace a directory that is not a peergrid run directory",
-                source=str(out),
-            )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        try:
-            self._write_all(tmp)
-            old = None
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-                os.replace(out, old / "run")
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
-
-    def _write_all(self, d: Path) -> None:
+    def write_files(self, d: Path) -> None:
+        """Write every file of the run directory into the existing folder `d`."""
         n_t = self.community.grid.n_slots
         writer: pq.ParquetWriter | None = None
         try:
@@ -225,16 +195,17 @@ class SimulationResult:
         )
         (d / "scenario.resolved.toml").write_text(to_toml(self.scenario, header), "utf-8")
         (d / "report.html").write_text(self.report_html(), encoding="utf-8")
-        (d / "summary.json").write_text(json.dumps(_clean(self.summary), indent=2) + "\n", "utf-8")
-        (d / _MARKER).write_text("peergrid run directory\n", encoding="utf-8")
+        (d / "summary.json").write_text(
+            json.dumps(json_ready(self.summary), indent=2) + "\n", "utf-8"
+        )
 
 
-def _clean(obj: Any) -> Any:
+def json_ready(obj: Any) -> Any:
     """JSON has no NaN: write null instead."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_ready(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_clean(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -9,6 +9,7 @@ the same dispatch; otherwise the engine simulates the baseline in a second pass.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -61,11 +62,19 @@ def simulate(
     *,
     market: str | None = None,
     on_progress: ProgressFn | None = None,
+    community: Community | None = None,
 ) -> SimulationResult:
-    """Simulate a scenario under its market (or `market`) and against the no-P2P baseline."""
+    """Simulate a scenario under its market (or `market`) and against the no-P2P baseline.
+
+    `community` reuses the arrays of an earlier run of the same scenario (as `compare` does), so
+    that designs are compared on identical data.
+    """
     t0 = time.perf_counter()
     resolved = resolve_full(scenario, market)
-    community = build_community(resolved, scenario.base_dir)
+    if community is None:
+        community = build_community(resolved, scenario.base_dir)
+    else:
+        community = dataclasses.replace(community, scenario=resolved)
     mechanism = get_mechanism(resolved.market.mechanism, resolved.market.params)
     n = community.n_participants
 

@@ -739,3 +739,7 @@ def render_report(data: ReportData) -> str:
 
 
 __all__ = ["ReportData", "format_change", "format_value", "render_report"]
+
+
+#: The page style, shared with the comparison report.
+PAGE_CSS = _CSS
