@@ -159,6 +159,19 @@ class Mechanism(Protocol):
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult: ...
 
 
+class PeriodSettled(Protocol):
+    """Optional capability: a mechanism that prices the whole billing period after the fact
+    (bill sharing). The engine then bills each participant `settle_period(...)` instead of the
+    sum of its provisional per-slot costs."""
+
+    def settle_period(
+        self, net_kwh: FloatArray, retail_price: FloatArray, feed_in_price: FloatArray
+    ) -> FloatArray:
+        """Energy cost per participant for the period [currency], (P,), from net positions
+        (T, P) export positive and tariffs (T,)."""
+        ...
+
+
 def make_params(cls: type[MechanismParams], raw: dict[str, Any] | None) -> MechanismParams:
     """Validate raw parameters (from TOML or CLI) for a mechanism."""
     return cls.model_validate({} if raw is None else raw)

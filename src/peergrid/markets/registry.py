@@ -17,6 +17,12 @@ from pydantic_core import PydanticUndefined
 
 from peergrid.errors import InputError
 from peergrid.markets.base import Family, Mechanism, MechanismParams, make_params
+from peergrid.markets.bill_sharing import BillSharing
+from peergrid.markets.cda import ContinuousDoubleAuction
+from peergrid.markets.k_double import KDoubleAuction
+from peergrid.markets.mcafee import McAfeeTradeReduction
+from peergrid.markets.mmr import MidMarketRate
+from peergrid.markets.pay_as_bid import PayAsBidAuction
 from peergrid.markets.sdr import SupplyDemandRatio
 from peergrid.markets.uniform import UniformPriceAuction
 
@@ -41,7 +47,13 @@ class MechanismClass(Protocol):
 _MECHANISMS: Final[Mapping[str, MechanismClass]] = MappingProxyType(
     {
         SupplyDemandRatio.name: SupplyDemandRatio,
+        MidMarketRate.name: MidMarketRate,
+        BillSharing.name: BillSharing,
+        PayAsBidAuction.name: PayAsBidAuction,
+        KDoubleAuction.name: KDoubleAuction,
         UniformPriceAuction.name: UniformPriceAuction,
+        McAfeeTradeReduction.name: McAfeeTradeReduction,
+        ContinuousDoubleAuction.name: ContinuousDoubleAuction,
     }
 )
 
