@@ -83,3 +83,54 @@ def test_progress_is_reported_to_the_end() -> None:
     assert calls[-1] == (576, 576)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert len(calls) >= 2
+
+
+BOOK = "id,participant,side,quantity_kwh,price\n" + "".join(
+    f"{i},{p},{side},1,{price}\n"
+    for i, (p, side, price) in enumerate(
+        [
+            ("a", "buy", 17),
+            ("b", "buy", 14),
+            ("c", "buy", 13),
+            ("d", "buy", 9),
+            ("e", "buy", 6),
+            ("f", "sell", 1),
+            ("g", "sell", 4),
+            ("h", "sell", 5),
+            ("i", "sell", 8),
+            ("j", "sell", 11),
+        ],
+        start=1,
+    )
+)
+
+
+def test_clear_prints_json_for_the_mcafee_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = tmp_path / "book.csv"
+    book.write_text(BOOK)
+    assert main(["clear", str(book), "--mechanism", "mcafee"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mechanism"] == "mcafee" and out["traded_kwh"] == 4.0
+    assert out["clearing_price"] == 8.5
+    assert {f["id"] for f in out["fills"] if f["filled_kwh"] > 0} == {1, 2, 3, 4, 6, 7, 8, 9}
+    assert main(["clear", str(book), "--mechanism", "k-double", "--param", "k=0.25"]) == 0
+    assert json.loads(capsys.readouterr().out)["mechanism"] == "k-double"
+    assert (
+        main(["clear", str(book), "--mechanism", "sdr", "--retail", "0.3", "--feed-in", "0.1"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["trades"] is None
+
+
+def test_clear_malformed_book_exits_2_naming_row_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = tmp_path / "book.csv"
+    book.write_text(BOOK.replace("3,c,buy,1,13", "3,c,buy,-1,13"))
+    assert main(["clear", str(book), "--mechanism", "uniform"]) == 2
+    err = capsys.readouterr().err
+    assert "book.csv" in err and "row 3" in err and "quantity_kwh" in err
+    book.write_text(BOOK.replace("3,c,buy,1,13", "3,c,hold,1,13"))
+    assert main(["clear", str(book), "--mechanism", "uniform"]) == 2
+    assert "side" in capsys.readouterr().err

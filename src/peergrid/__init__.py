@@ -7,13 +7,27 @@ The Python API mirrors the CLI::
     result = peergrid.simulate(scenario, market="sdr")  # P2P run and no-P2P baseline
     result.summary, result.participants, result.timeseries
     result.save("out/demo")
+    peergrid.compare(scenario, ["sdr", "uniform"]).save("out/cmp")
+    peergrid.clear(book_dataframe, mechanism="mcafee").to_dict()
 """
 
+from peergrid.engine.compare import Comparison, compare
 from peergrid.engine.result import SimulationResult
 from peergrid.engine.simulate import simulate
+from peergrid.markets.api import ClearReport, clear
 from peergrid.scenario.load import load_scenario
 from peergrid.scenario.schema import Scenario
 
 __version__ = "0.1.0"
 
-__all__ = ["Scenario", "SimulationResult", "__version__", "load_scenario", "simulate"]
+__all__ = [
+    "ClearReport",
+    "Comparison",
+    "Scenario",
+    "SimulationResult",
+    "__version__",
+    "clear",
+    "compare",
+    "load_scenario",
+    "simulate",
+]

@@ -142,6 +142,22 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_clear(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.markets.api import clear, parse_params
+    from peergrid.markets.book import read_book
+
+    book = read_book(Path(args.book))
+    report = clear(
+        book,
+        args.mechanism,
+        retail=args.retail,
+        feed_in=args.feed_in,
+        **parse_params(args.param or []),
+    )
+    sys.stdout.write(report.to_json() + "\n")
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace, console: Console) -> int:
     from peergrid.scenario.load import builtin_descriptions
 
@@ -261,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--markets", required=True, help="comma-separated mechanism names")
     cmp_.add_argument("--out", help="output directory (default: out/<scenario>-compare)")
     cmp_.set_defaults(func=cmd_compare)
+
+    clr = sub.add_parser("clear", help="clear one order book (CSV) and print the result as JSON")
+    clr.add_argument("book", help="CSV with columns id,participant,side,quantity_kwh,price")
+    clr.add_argument("--mechanism", required=True, help="market mechanism (peergrid markets)")
+    clr.add_argument("--retail", type=float, help="retail import price [currency/kWh]")
+    clr.add_argument("--feed-in", type=float, help="feed-in export price [currency/kWh]")
+    clr.add_argument(
+        "--param", action="append", metavar="KEY=VALUE", help="mechanism parameter (repeatable)"
+    )
+    clr.set_defaults(func=cmd_clear)
 
     sc = sub.add_parser("scenarios", help="list built-in scenarios")
     sc.set_defaults(func=cmd_scenarios)

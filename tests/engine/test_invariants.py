@@ -114,3 +114,28 @@ def test_invariants_on_random_communities(scenario: Scenario) -> None:
     check_invariants(result)
     if scenario.market.mechanism == "sdr":
         assert result.summary["kpi"]["participants_worse_off"] == 0
+
+
+def test_bill_sharing_settles_the_period_and_is_budget_balanced() -> None:
+    from peergrid.markets.bill_sharing import community_grid_bill
+
+    result = simulate(small_scenario(n=8, market="bill-sharing"))
+    assert result.summary["cost"]["settlement"] == "period"
+    c = result.community
+    grid_bill = community_grid_bill(result.series("net_kwh"), c.retail_price, c.feed_in_price)
+    fixed = c.daily_charge * c.grid.days * c.n_participants
+    # members' bills add up to the community's one net grid bill
+    assert abs(result.participants["bill"].sum() - (grid_bill + fixed)) < 1e-6
+    # and the community as a whole pays less than its members alone
+    assert result.summary["cost"]["total"] <= result.summary["cost"]["baseline_total"] + 1e-9
+
+
+def test_every_registered_community_mechanism_runs_end_to_end() -> None:
+    from peergrid.markets.registry import list_mechanisms
+
+    for info in list_mechanisms():
+        if info.family != "community" or info.name == "bill-sharing":
+            continue
+        result = simulate(small_scenario(n=6, market=info.name))
+        check_invariants(result)
+        assert result.summary["market"] == info.name

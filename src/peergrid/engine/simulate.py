@@ -92,8 +92,14 @@ def simulate(
     else:
         base_net = recorded.series["net_kwh"]
     baseline = _baseline(community, base_net)
+    period_cost = None
+    settle = getattr(mechanism, "settle_period", None)
+    if settle is not None:  # e.g. bill sharing: one price pair for the whole period
+        period_cost = settle(
+            recorded.series["net_kwh"], community.retail_price, community.feed_in_price
+        )
     t_run = time.perf_counter()
-    summary, participants = summarise(community, recorded, baseline)
+    summary, participants = summarise(community, recorded, baseline, period_cost)
     runtime = time.perf_counter() - t0
     summary["runtime_s"] = round(runtime, 3)
     summary["timing_s"] = {
@@ -135,9 +141,16 @@ def _stats(values: np.ndarray) -> dict[str, float | int]:
 
 
 def summarise(
-    community: Community, rec: Recorded, baseline: dict[str, np.ndarray]
+    community: Community,
+    rec: Recorded,
+    baseline: dict[str, np.ndarray],
+    period_cost: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], Any]:
-    """The summary dict and the per-participant table."""
+    """The summary dict and the per-participant table.
+
+    `period_cost` (P,) replaces the sum of per-slot costs for mechanisms that settle the whole
+    period after the fact; the difference is reported as `period_adjustment`.
+    """
     import pandas as pd
 
     s = rec.series
@@ -145,7 +158,9 @@ def summarise(
     sc = community.scenario
     days = grid.days
     fixed = community.daily_charge * days
-    bill = s["cost"].sum(axis=0) + fixed
+    slot_cost = s["cost"].sum(axis=0)
+    energy_cost = slot_cost if period_cost is None else np.asarray(period_cost, dtype=float)
+    bill = energy_cost + fixed
     baseline_bill = baseline["cost"].sum(axis=0) + fixed
     saving = baseline_bill - bill
     a = community.assets
@@ -160,6 +175,7 @@ def summarise(
             "grid_export_kwh": s["grid_export_kwh"].sum(axis=0),
             "p2p_bought_kwh": s["p2p_bought_kwh"].sum(axis=0),
             "p2p_sold_kwh": s["p2p_sold_kwh"].sum(axis=0),
+            "period_adjustment": energy_cost - slot_cost,
             "baseline_grid_import_kwh": baseline["grid_import_kwh"].sum(axis=0),
             "baseline_grid_export_kwh": baseline["grid_export_kwh"].sum(axis=0),
             "demand_kwh": s["demand_kwh"].sum(axis=0),
@@ -219,6 +235,7 @@ def summarise(
             "savings": r(b_total - total, 2),
             "savings_pct": r(float(kpi.saving_pct(np.array([b_total]), np.array([total]))[0]), 3),
             "fixed_charges": r(fixed * community.n_participants, 2),
+            "settlement": "slot" if period_cost is None else "period",
             "operator_surplus": r(float(np.nansum(surplus)), 4),
         },
         "kpi": {
