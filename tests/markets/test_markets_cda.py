@@ -67,7 +67,7 @@ def test_hand_computed_slot() -> None:
             (S, 3.0, 0.09),  # 7 sells 4's remaining 1.5 @ 0.09; its 1.5 left is cancelled
         ]
     )
-    result = ContinuousDoubleAuction().clear(book, CTX)
+    result = ContinuousDoubleAuction(CdaParams(arrival="id")).clear(book, CTX)
     assert trades(result) == [
         (3, 1, 1.0, 0.08),
         (3, 0, 2.0, 0.10),
@@ -159,7 +159,7 @@ def test_registered() -> None:
     mech = get_mechanism("cda", {"arrival": "random", "seed": 3})
     assert isinstance(mech, ContinuousDoubleAuction)
     assert mech.params == CdaParams(arrival="random", seed=3)
-    assert get_mechanism("cda").params == CdaParams(arrival="id", seed=0)
+    assert get_mechanism("cda").params == CdaParams(arrival="random", seed=0)
     with pytest.raises(InputError, match=r"'cda': parameter 'arrival'"):
         get_mechanism("cda", {"arrival": "time"})
     with pytest.raises(InputError, match=r"'cda': parameter 'seed'"):

@@ -42,7 +42,10 @@ def slot_step(
         clearing = ClearingResult.nothing(book.n_orders)
     else:
         ctx = MarketContext(
-            retail_price=inputs.retail_price, feed_in_price=inputs.feed_in_price, dt_h=inputs.dt_h
+            retail_price=inputs.retail_price,
+            feed_in_price=inputs.feed_in_price,
+            dt_h=inputs.dt_h,
+            slot=inputs.t,
         )
         clearing = mechanism.clear(book, ctx)
     settlement = settle_slot(net, book, clearing, inputs.retail_price, inputs.feed_in_price)

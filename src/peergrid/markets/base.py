@@ -84,11 +84,14 @@ class MarketContext:
         retail_price: retailer's import price λ_buy [currency/kWh].
         feed_in_price: retailer's export price λ_sell [currency/kWh].
         dt_h: slot length [h].
+        slot: index of the slot on the run's grid (0 for a lone book); lets a stateless
+            mechanism draw different seeded randomness in every slot.
     """
 
     retail_price: float
     feed_in_price: float
     dt_h: float = 0.25
+    slot: int = 0
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,11 +6,11 @@ the resting order's price; what is left of it then rests in the book. At the end
 resting remainder is cancelled: it settles with the retailer, outside the mechanism.
 
 Conventions:
-- Arrival: `arrival="id"` (default) takes the book's orders by ascending `id`; `arrival="random"`
-  takes them in a random permutation of that id order drawn from `numpy.random.default_rng(seed)`,
-  so the sequence depends only on the ids and the seed, not on row positions. The permutation is
-  the same for every book of the same size and seed: a caller that wants a different arrival
-  sequence per slot passes a different seed per slot.
+- Arrival: `arrival="random"` (default) takes the orders in a random permutation of the id order
+  drawn from `numpy.random.default_rng` seeded with `seed` and the context's slot index, so the
+  sequence depends only on the ids, the seed and the slot, not on row positions, and differs from
+  slot to slot (a fixed order would favour the same participants in every slot of a simulation);
+  `arrival="id"` takes the book's orders by ascending `id`.
 - Price-time priority: among resting orders the best price trades first, and among equal prices
   the earliest arrival.
 - Trade price: the resting order's limit. `trade_price` is what the buyer pays and the seller
@@ -62,10 +62,10 @@ class CdaParams(MechanismParams):
     """Parameters of the continuous double auction."""
 
     arrival: Arrival = Field(
-        default="id",
+        default="random",
         description=(
-            "Arrival sequence of the orders: 'id' by ascending order id, 'random' a permutation of "
-            "the id order drawn with `seed`."
+            "Arrival sequence of the orders: 'random' (default) a permutation of the id order "
+            "drawn with `seed` and the slot index, 'id' by ascending order id."
         ),
     )
     seed: int = Field(
@@ -75,21 +75,27 @@ class CdaParams(MechanismParams):
     )
 
 
-def arrival_sequence(order_id: IntArray, arrival: Arrival = "id", seed: int = 0) -> IntArray:
+def arrival_sequence(
+    order_id: IntArray, arrival: Arrival = "id", seed: int = 0, slot: int = 0
+) -> IntArray:
     """Positions of the orders in the sequence they arrive in; see the module docstring."""
     sequence = np.argsort(order_id, kind="stable")
     if arrival == "random":
-        sequence = sequence[np.random.default_rng(seed).permutation(sequence.size)]
+        rng = np.random.default_rng(seed if slot == 0 else [seed, slot])
+        sequence = sequence[rng.permutation(sequence.size)]
     return sequence
 
 
-def clear_cda(book: OrderBook, arrival: Arrival = "id", seed: int = 0) -> ClearingResult:
+def clear_cda(
+    book: OrderBook, arrival: Arrival = "id", seed: int = 0, slot: int = 0
+) -> ClearingResult:
     """Run one slot's continuous double auction; see the module docstring.
 
     Args:
         book: a validated order book (quantities >= 0, finite prices, unique ids, sides 0/1).
         arrival: "id" or "random" (see the module docstring).
         seed: seed of the random arrival permutation [-].
+        slot: slot index, mixed into the random permutation so every slot gets its own sequence.
 
     Returns:
         Fills, volume-weighted prices per order, one bilateral trade per match (at the resting
@@ -112,7 +118,7 @@ def clear_cda(book: OrderBook, arrival: Arrival = "id", seed: int = 0) -> Cleari
     trade_price: list[float] = []
     heappush, heappop = heapq.heappush, heapq.heappop
 
-    for t, i in enumerate(arrival_sequence(book.id, arrival, seed).tolist()):
+    for t, i in enumerate(arrival_sequence(book.id, arrival, seed, slot).tolist()):
         want = left_kwh[i]
         if want <= tol_kwh:
             continue
@@ -200,4 +206,4 @@ class ContinuousDoubleAuction:
         params = self.params
         if not isinstance(params, CdaParams):
             raise TypeError(f"cda needs CdaParams, got {type(params).__name__}")
-        return clear_cda(book, params.arrival, params.seed)
+        return clear_cda(book, params.arrival, params.seed, ctx.slot)
