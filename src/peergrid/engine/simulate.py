@@ -77,17 +77,20 @@ def simulate(
         community = dataclasses.replace(community, scenario=resolved)
     mechanism = get_mechanism(resolved.market.mechanism, resolved.market.params)
     n = community.n_participants
+    own_ems = resolved.ems.policy
+    # A coordinated market schedules everyone centrally: its scheduler replaces the homes' own
+    # EMS in the P2P run, while the baseline keeps each home alone with its own EMS.
+    run_ems = "coordinated" if mechanism.family == "coordinated" else own_ems
 
-    def policy_for_run() -> Any:
-        return make_policy(
-            resolved.ems.policy, resolved.ems.params, n, child_rng(resolved.seed, "ems")
-        )
+    def policy_named(name: str) -> Any:
+        params = resolved.ems.params if name == own_ems else None
+        return make_policy(name, params, n, child_rng(resolved.seed, "ems"))
 
-    policy = policy_for_run()
+    policy = policy_named(run_ems)
     t_build = time.perf_counter()
     recorded = run_slots(community, policy, mechanism, on_progress)
-    if policy.observes_market:
-        base_run = run_slots(community, policy_for_run(), None)
+    if policy.observes_market or run_ems != own_ems:
+        base_run = run_slots(community, policy_named(own_ems), None)
         base_net = base_run.series["net_kwh"]
     else:
         base_net = recorded.series["net_kwh"]
@@ -102,6 +105,8 @@ def simulate(
     summary, participants = summarise(community, recorded, baseline, period_cost)
     runtime = time.perf_counter() - t0
     summary["runtime_s"] = round(runtime, 3)
+    summary["ems"] = run_ems
+    summary["baseline_ems"] = own_ems
     summary["timing_s"] = {
         "build": round(t_build - t0, 3),
         "slots": round(t_run - t_build, 3),
