@@ -14,11 +14,11 @@ from peergrid.errors import InputError
 
 
 def test_list_policies() -> None:
-    assert policy_names() == ["price-aware", "self-consumption"]
+    assert policy_names() == ["coordinated", "price-aware", "self-consumption"]
     infos = list_policies()
     assert [i.name for i in infos] == policy_names()
     assert all(i.description and not i.observes_market for i in infos)
-    pa = {p.name: p for p in infos[0].params}
+    pa = {p.name: p for p in infos[1].params}
     assert pa["horizon_h"].default == 24.0
     assert pa["replan_h"].default is None
     assert pa["bid_buy_low"].description

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
 from peergrid.ems.base import EmsParams, EmsPolicy
+from peergrid.ems.coordinated import Coordinated
 from peergrid.ems.price_aware import PriceAware
 from peergrid.ems.self_consumption import SelfConsumption
 from peergrid.errors import InputError
@@ -24,6 +25,7 @@ from peergrid.errors import InputError
 _POLICIES: dict[str, Any] = {
     SelfConsumption.name: SelfConsumption,
     PriceAware.name: PriceAware,
+    Coordinated.name: Coordinated,
 }
 
 

@@ -97,7 +97,7 @@ def simulate(
     baseline = _baseline(community, base_net)
     period_cost = None
     settle = getattr(mechanism, "settle_period", None)
-    if settle is not None:  # e.g. bill sharing: one price pair for the whole period
+    if settle is not None:  # bill sharing, coordinated allocation rules: priced after the fact
         period_cost = settle(
             recorded.series["net_kwh"], community.retail_price, community.feed_in_price
         )

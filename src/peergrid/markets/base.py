@@ -169,9 +169,9 @@ class PeriodSettled(Protocol):
 
     def settle_period(
         self, net_kwh: FloatArray, retail_price: FloatArray, feed_in_price: FloatArray
-    ) -> FloatArray:
+    ) -> FloatArray | None:
         """Energy cost per participant for the period [currency], (P,), from net positions
-        (T, P) export positive and tariffs (T,)."""
+        (T, P) export positive and tariffs (T,); None keeps the per-slot settlement."""
         ...
 
 

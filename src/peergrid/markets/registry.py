@@ -19,6 +19,7 @@ from peergrid.errors import InputError
 from peergrid.markets.base import Family, Mechanism, MechanismParams, make_params
 from peergrid.markets.bill_sharing import BillSharing
 from peergrid.markets.cda import ContinuousDoubleAuction
+from peergrid.markets.coordinated import CoordinatedMarket
 from peergrid.markets.k_double import KDoubleAuction
 from peergrid.markets.mcafee import McAfeeTradeReduction
 from peergrid.markets.mmr import MidMarketRate
@@ -47,6 +48,7 @@ class MechanismClass(Protocol):
 _MECHANISMS: Final[Mapping[str, MechanismClass]] = MappingProxyType(
     {
         SupplyDemandRatio.name: SupplyDemandRatio,
+        CoordinatedMarket.name: CoordinatedMarket,
         MidMarketRate.name: MidMarketRate,
         BillSharing.name: BillSharing,
         PayAsBidAuction.name: PayAsBidAuction,

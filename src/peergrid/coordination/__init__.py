@@ -1,0 +1,1 @@
+"""The coordinated market: a central schedule of the whole community, and revenue allocation."""

@@ -1,0 +1,1109 @@
+"""The coordinator's schedule: one linear programme that co-schedules a whole community.
+
+A central coordinator knows every participant's assets and profiles over a horizon of H slots
+and chooses all batteries, EVs, heat pumps / air conditioners and shiftable appliance runs at
+once to minimise the community's cost with its retailer (markets.md, "Coordinated market"):
+
+    min  Σ_t [λ_buy,t·G⁺_t − λ_sell,t·G⁻_t]                       energy cost  [currency]
+       + wear·Σ (battery and EV charge + discharge)                 tie-breaker
+       + penalties on the soft constraints (below)
+
+    s.t. Σ_n (base − pv + bat_ch − bat_dis + ev_ch − ev_dis + thermal + shiftable)_n,t
+           = G⁺_t − G⁻_t                                             community balance [kWh]
+
+Energy flows live in slots (H values), states at slot boundaries (H + 1 points, row 0 the given
+initial state). All energies are AC-side kWh per slot, prices currency/kWh, temperatures °C.
+
+Physics, the same as `peergrid.assets` (so a schedule is executable slot by slot with the asset
+functions):
+
+- **Battery**: soc_{t+1} = soc_t + η_c·ch_t − dis_t/η_d, soc in [soc_min, soc_max] (widened to
+  include the initial state, which is never pushed further out), ch, dis ≤ power·Δt. No binary
+  forbids simultaneous charge and discharge: with the wear cost > 0 (and η_c·η_d ≤ 1) doing
+  both never pays, except to burn a surplus that cannot be exported (export limit); the
+  executing EMS nets the two anyway (`battery.dispatch`).
+- **EV**: charges (and with v2h discharges) only in plugged slots, same SoC update, SoC in
+  [0, capacity]. A trip's energy leaves the battery at the first slot of the return
+  (`ev_trip_kwh`); what the battery cannot supply is `ev_unserved_kwh` (the after-trip state is
+  max(soc − trip, 0) as in `ev.apply_trip`, with the unserved energy penalised). At each
+  departure inside the horizon (plugged in slot d − 1, away in slot d) soc_d ≥ min(target,
+  capacity); with `ev_target_at_horizon_end` an EV still plugged in at the last slot is assumed
+  to leave at the horizon's end, as `ev.session_slots` assumes. The target is soft: a shortfall
+  costs the energy penalty (below) and is reported. A v2h EV keeps soc_min as a reserve while
+  plugged in (soft, same penalty); physics only forbids v2h discharge below soc_min, but
+  "discharge only above soc_min" is not convex, so the LP asks the coordinator to restore the
+  reserve at once after a trip that left the EV below it. Without such trips the two coincide.
+- **Heat pump / AC**: the exact 1R1C discretisation of `assets/thermal.py`:
+  T_{t+1} = a·T_t + (1 − a)·T_out,t ± COP_t·g·e_t with a, g from `thermal.response` and COP_t
+  from `thermal.cop` at the slot's outdoor temperature; e_t ≤ p_max·Δt. The comfort band
+  [t_min, t_max] bounds T at every state point 1..H. Where the band cannot be held (too little
+  power, a start outside it, an outdoor temperature past the edge the asset cannot act on) a
+  penalised "virtual heat" slack [K] in the dynamics keeps the LP feasible; the reported
+  `indoor_temp_c` is the physical trajectory of the planned energy (without the slack) and
+  `comfort_violation_k` its distance from the band. The slacks exist only for buildings where
+  the band is not provably holdable (from inside it, full power holds the near edge and no
+  power the far edge in every slot), which keeps the LP small.
+- **Shiftable runs**: a run needs duration·p·Δt inside its window [earliest_start, latest_start
+  + duration). In the default `"relaxed"` mode the LP draws that energy anywhere in the window
+  at no more than p·Δt per slot: this **relaxes the fixed-duration block** (the energy may be
+  split over non-adjacent slots, at part power), so the LP's cost is a lower bound on every
+  schedule with real blocks. `"milp"` chooses one start per run with binaries (exact, with a
+  time limit); λ then comes from the LP re-solved with the starts fixed. Runs already started
+  (`job_start_slot`) are fixed loads.
+- **Import / export limits** (`import_limit_kw`, `export_limit_kw`, default none) bound
+  G⁺ and G⁻; energy beyond a limit is allowed at the energy penalty extra and reported, so the
+  LP is always feasible.
+
+Penalties are scaled to the data, not fixed numbers (a 30× spread between costs and penalties
+doubled the interior-point iterations): a kWh of EV shortfall, unserved trip energy, v2h reserve
+or limit excess costs `penalty_factor` (4) × the dearest price in the horizon / the EV's charge
+efficiency; a kelvin of virtual heat costs `penalty_factor` × that price / the building's
+smallest ±COP·g [K/kWh], i.e. more than heating it for real at the dearest price. So a soft
+constraint gives way only where it cannot be met.
+
+The dual of the community balance is the community's internal marginal price λ_t [currency/kWh].
+Without binding import/export limits λ_buy,t ≥ λ_t ≥ λ_sell,t: G⁺ and G⁻ are free to move, so
+their reduced costs λ_buy − λ ≥ 0 and λ − λ_sell ≥ 0 hold at the optimum. A binding import limit
+lifts λ above retail (scarcity), a binding export limit pushes it below the feed-in price; the
+EMS clips it to [feed-in, retail] for the market. In a slot with λ_sell > λ_buy the coordinator
+values export at λ_buy (`feed_in` is clipped to retail): importing and exporting at once would
+otherwise be an unbounded arbitrage.
+
+The matrix is built from numpy index arrays over whole (slot, participant) blocks with masks
+(no Python loop over variables) and handed to HiGHS as one column-wise sparse matrix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import highspy
+import numpy as np
+
+from peergrid.assets import ev, shiftable, thermal
+from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray, Profiles
+from peergrid.errors import PeergridError
+
+ShiftableMode = Literal["relaxed", "milp"]
+SolverChoice = Literal["auto", "ipm", "simplex"]
+
+_INF = np.inf
+_MIN_PRICE_SCALE = 0.01  # floor of the price scale of the penalties [currency/kWh]
+_HOLD_TOL_K = 1e-9  # a band counts as holdable with this much to spare [K]
+
+
+class ScheduleError(PeergridError):
+    """The solver returned no usable solution."""
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    """How the coordinator schedules.
+
+    Attributes:
+        wear_per_kwh: cost per kWh of battery and EV throughput (charge + discharge), a
+            tie-breaker [currency/kWh].
+        penalty_factor: soft constraints cost this multiple of the dearest way to meet them
+            (module docstring) [-], > 1.
+        penalty_per_kwh: price of a kWh of EV shortfall at departure, unserved trip energy,
+            v2h reserve below soc_min, and energy beyond the import/export limits
+            [currency/kWh]; None: scaled from the prices (module docstring).
+        comfort_penalty_per_k: price of one kelvin of virtual heat in one slot [currency/K];
+            None: scaled per building from the prices and its heating effect.
+        import_limit_kw, export_limit_kw: community connection limits on G⁺ and G⁻ [kW];
+            None for none.
+        shiftable: "relaxed" (LP relaxation of the runs' blocks) or "milp" (one start per run).
+        mip_time_limit_s: time limit of the MILP [s]; the best start found by then is used.
+        ev_target_at_horizon_end: an EV plugged in at the last slot must reach its target by
+            the horizon's end (its departure is beyond the look-ahead; the assumption of
+            `ev.session_slots`).
+        solver: "ipm" (interior point), "simplex" (dual simplex), or "auto": IPM for models of
+            at least `ipm_min_cols` columns of which home batteries make at least
+            `ipm_min_battery_share`, simplex otherwise. Measured on 50–200 households × 96
+            slots (2 cores): IPM solves battery-dominated LPs 2–7× faster than simplex (200
+            homes with batteries: 1.8 s against 9–13 s), while with an EV and a heat pump in
+            every home simplex is 2–3× faster (200 homes: 5 s against 8 s).
+        ipm_min_cols: model size [columns] from which "auto" may pick IPM.
+        ipm_min_battery_share: share of battery columns from which "auto" picks IPM [-].
+        crossover: run crossover after IPM (a vertex solution with exact complementary duals;
+            costs time on large models).
+    """
+
+    wear_per_kwh: float = 1e-4
+    penalty_factor: float = 4.0
+    penalty_per_kwh: float | None = None
+    comfort_penalty_per_k: float | None = None
+    import_limit_kw: float | None = None
+    export_limit_kw: float | None = None
+    shiftable: ShiftableMode = "relaxed"
+    mip_time_limit_s: float = 30.0
+    ev_target_at_horizon_end: bool = True
+    solver: SolverChoice = "auto"
+    ipm_min_cols: int = 20_000
+    ipm_min_battery_share: float = 0.5
+    crossover: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class ScheduleProblem:
+    """What the coordinator knows: assets, the horizon's profiles and prices, the initial state.
+
+    Arrays are (H, P) unless stated; row 0 is slot `t0` of the run (job windows in `assets.jobs`
+    are on the run's slot grid, so `t0` places them).
+
+    Attributes:
+        assets: the community's assets.
+        base_demand_kwh, pv_kwh: inflexible demand and PV generation per slot [kWh].
+        temp_out_c: outdoor temperature, (H,) [°C].
+        ev_plugged: EV plugged in at home during the slot.
+        ev_trip_kwh: trip energy booked at the first slot of each return [kWh].
+        retail_price, feed_in_price: (H,) [currency/kWh].
+        dt_h: slot length [h].
+        battery_soc_kwh, ev_soc_kwh, indoor_temp_c: states at the start of slot 0, (P,).
+        t0: run slot index of row 0.
+        job_start_slot: (J,) run slot at which each run started or is fixed to start; −1 where
+            the coordinator chooses. None: all free.
+        job_done_kwh: (J,) energy the free runs already drew (relaxed rolling plans); None: 0.
+    """
+
+    assets: AssetParams
+    base_demand_kwh: FloatArray
+    pv_kwh: FloatArray
+    temp_out_c: FloatArray
+    ev_plugged: BoolArray
+    ev_trip_kwh: FloatArray
+    retail_price: FloatArray
+    feed_in_price: FloatArray
+    dt_h: float
+    battery_soc_kwh: FloatArray
+    ev_soc_kwh: FloatArray
+    indoor_temp_c: FloatArray
+    t0: int = 0
+    job_start_slot: IntArray | None = None
+    job_done_kwh: FloatArray | None = None
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.base_demand_kwh.shape[0])
+
+    @property
+    def n_participants(self) -> int:
+        return self.assets.n_participants
+
+    @staticmethod
+    def from_profiles(
+        assets: AssetParams,
+        profiles: Profiles,
+        retail_price: FloatArray,
+        feed_in_price: FloatArray,
+        dt_h: float,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> ScheduleProblem:
+        """The problem for run slots [start, stop) from the assets' initial states."""
+        sl = slice(start, stop)
+        return ScheduleProblem(
+            assets=assets,
+            base_demand_kwh=profiles.base_demand_kwh[sl],
+            pv_kwh=profiles.pv_kwh[sl],
+            temp_out_c=profiles.temp_out_c[sl],
+            ev_plugged=profiles.ev_plugged[sl],
+            ev_trip_kwh=profiles.ev_trip_kwh[sl],
+            retail_price=np.asarray(retail_price[sl], dtype=np.float64),
+            feed_in_price=np.asarray(feed_in_price[sl], dtype=np.float64),
+            dt_h=dt_h,
+            battery_soc_kwh=np.asarray(assets.battery.soc_initial_kwh, dtype=np.float64),
+            ev_soc_kwh=np.asarray(assets.ev.soc_initial_kwh, dtype=np.float64),
+            indoor_temp_c=np.asarray(assets.thermal.t_initial_c, dtype=np.float64),
+            t0=start,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """The coordinator's optimal schedule over H slots for P participants.
+
+    Attributes:
+        battery_charge_kwh, battery_discharge_kwh, ev_charge_kwh, ev_discharge_kwh,
+        thermal_kwh, shiftable_kwh: (H, P) [kWh per slot].
+        battery_soc_kwh, ev_soc_kwh: (H + 1, P) [kWh]; row 0 the initial state (the EV's before
+            the trip of slot 0).
+        indoor_temp_c: (H + 1, P) [°C]; participants without a controllable thermal asset drift
+            freely.
+        grid_import_kwh, grid_export_kwh: G⁺, G⁻, (H,) [kWh].
+        marginal_price: λ_t, the dual of the community balance, (H,) [currency/kWh].
+        objective: the LP's optimal value [currency]: energy (export valued at
+            min(feed-in, retail)) + wear + penalties.
+        energy_cost_per_slot: retail·G⁺ − feed_in·G⁻ with the actual feed-in price, (H,)
+            [currency].
+        wear_cost_per_slot, penalty_cost_per_slot: the objective's other two parts, (H,)
+            [currency]; a departure shortfall counts in the slot before the departure.
+        own_cost_per_slot: each participant's own part of the objective (its wear and its
+            soft-constraint penalties), (H, P) [currency]; the energy cost and the limits'
+            penalties are the community's.
+        ev_shortfall_kwh: (H + 1, P) missing energy at departures [kWh].
+        ev_unserved_kwh: (H, P) trip energy the EV battery could not supply [kWh].
+        ev_reserve_shortfall_kwh: (H + 1, P) v2h EV below soc_min while plugged in [kWh].
+        comfort_violation_k: (H + 1, P) distance outside the comfort band [K].
+        import_excess_kwh, export_excess_kwh: (H,) energy beyond the limits [kWh].
+        job_ids: runs that draw energy inside the horizon, (J',).
+        job_energy_kwh: (J', H) energy each of them draws per slot [kWh].
+        job_placed: (J',) the run was placed by the coordinator (its start was free); the
+            others had started or were fixed.
+        job_start_slot: (J,) run slot of each run's start where fixed or chosen by the MILP,
+            −1 elsewhere.
+        status: HiGHS model status ("Optimal", or e.g. "Time limit reached" for a MILP).
+        build_s, solve_s: model build and solver time [s].
+        n_cols, n_rows, n_nonzeros: LP size.
+        solver: "ipm", "simplex" or "mip".
+    """
+
+    battery_charge_kwh: FloatArray
+    battery_discharge_kwh: FloatArray
+    ev_charge_kwh: FloatArray
+    ev_discharge_kwh: FloatArray
+    thermal_kwh: FloatArray
+    shiftable_kwh: FloatArray
+    battery_soc_kwh: FloatArray
+    ev_soc_kwh: FloatArray
+    indoor_temp_c: FloatArray
+    grid_import_kwh: FloatArray
+    grid_export_kwh: FloatArray
+    marginal_price: FloatArray
+    objective: float
+    energy_cost_per_slot: FloatArray
+    wear_cost_per_slot: FloatArray
+    penalty_cost_per_slot: FloatArray
+    own_cost_per_slot: FloatArray
+    ev_shortfall_kwh: FloatArray
+    ev_unserved_kwh: FloatArray
+    ev_reserve_shortfall_kwh: FloatArray
+    comfort_violation_k: FloatArray
+    import_excess_kwh: FloatArray
+    export_excess_kwh: FloatArray
+    job_ids: IntArray
+    job_energy_kwh: FloatArray
+    job_placed: BoolArray
+    job_start_slot: IntArray
+    status: str
+    build_s: float
+    solve_s: float
+    n_cols: int
+    n_rows: int
+    n_nonzeros: int
+    solver: str
+
+    @property
+    def energy_cost(self) -> float:
+        """Σ_t retail·G⁺ − feed_in·G⁻ [currency]."""
+        return float(self.energy_cost_per_slot.sum())
+
+    @property
+    def wear_cost(self) -> float:
+        return float(self.wear_cost_per_slot.sum())
+
+    @property
+    def penalty_cost(self) -> float:
+        return float(self.penalty_cost_per_slot.sum())
+
+    @property
+    def own_cost(self) -> FloatArray:
+        """Each participant's wear and penalties over the horizon, (P,) [currency]."""
+        out: FloatArray = self.own_cost_per_slot.sum(axis=0)
+        return out
+
+
+def net_kwh_of(problem: ScheduleProblem, s: Schedule) -> FloatArray:
+    """Net export of every participant under a schedule, (H, P) [kWh] (export positive)."""
+    out: FloatArray = (
+        problem.pv_kwh
+        + s.battery_discharge_kwh
+        + s.ev_discharge_kwh
+        - problem.base_demand_kwh
+        - s.thermal_kwh
+        - s.shiftable_kwh
+        - s.battery_charge_kwh
+        - s.ev_charge_kwh
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The sparse model
+
+
+class _Model:
+    """Columns, rows and coefficients collected as numpy blocks, then one CSC matrix."""
+
+    def __init__(self) -> None:
+        self.n_cols = 0
+        self.n_rows = 0
+        self._lb: list[FloatArray] = []
+        self._ub: list[FloatArray] = []
+        self._cost: list[FloatArray] = []
+        self._int: list[IntArray] = []
+        self._lo: list[FloatArray] = []
+        self._hi: list[FloatArray] = []
+        self._r: list[IntArray] = []
+        self._c: list[IntArray] = []
+        self._v: list[FloatArray] = []
+
+    def cols(
+        self,
+        mask: BoolArray,
+        lb: float | FloatArray,
+        ub: float | FloatArray,
+        cost: float | FloatArray,
+        *,
+        integer: bool = False,
+    ) -> IntArray:
+        """New columns where `mask` is true; returns their indices in mask's shape, −1 elsewhere.
+        Bounds and costs broadcast to the mask's shape."""
+        n = int(np.count_nonzero(mask))
+        idx = np.full(mask.shape, -1, dtype=np.int64)
+        idx[mask] = self.n_cols + np.arange(n, dtype=np.int64)
+        self.n_cols += n
+        f = np.float64
+        self._lb.append(np.broadcast_to(np.asarray(lb, dtype=f), mask.shape)[mask])
+        self._ub.append(np.broadcast_to(np.asarray(ub, dtype=f), mask.shape)[mask])
+        self._cost.append(np.broadcast_to(np.asarray(cost, dtype=f), mask.shape)[mask])
+        self._int.append(np.full(n, 1 if integer else 0, dtype=np.int64))
+        return idx
+
+    def rows(self, mask: BoolArray, lo: float | FloatArray, hi: float | FloatArray) -> IntArray:
+        """New rows lo <= a·x <= hi where `mask` is true (indices, −1 elsewhere)."""
+        n = int(np.count_nonzero(mask))
+        idx = np.full(mask.shape, -1, dtype=np.int64)
+        idx[mask] = self.n_rows + np.arange(n, dtype=np.int64)
+        self.n_rows += n
+        f = np.float64
+        self._lo.append(np.broadcast_to(np.asarray(lo, dtype=f), mask.shape)[mask])
+        self._hi.append(np.broadcast_to(np.asarray(hi, dtype=f), mask.shape)[mask])
+        return idx
+
+    def coef(self, row: IntArray, col: IntArray, value: float | FloatArray) -> None:
+        """Coefficients a[row, col] = value, broadcast; pairs with a −1 index are skipped."""
+        r, c, v = np.broadcast_arrays(row, col, np.asarray(value, dtype=np.float64))
+        keep = (r >= 0) & (c >= 0)
+        self._r.append(r[keep].astype(np.int64))
+        self._c.append(c[keep].astype(np.int64))
+        self._v.append(v[keep].astype(np.float64))
+
+    def lp(self) -> tuple[highspy.HighsLp, IntArray, int]:
+        """The HiGHS model (duplicates summed, zeros dropped), its integer columns, nnz."""
+        cat = np.concatenate
+        r, c, v = cat(self._r), cat(self._c), cat(self._v)
+        key = c * max(self.n_rows, 1) + r
+        uniq, inverse = np.unique(key, return_inverse=True)
+        if uniq.size < key.size:  # HiGHS rejects duplicate entries: sum them
+            v = np.bincount(inverse, weights=v, minlength=uniq.size).astype(np.float64)
+        else:
+            v = v[np.argsort(key, kind="stable")]
+        nz = v != 0.0
+        uniq, v = uniq[nz], v[nz]
+        col = uniq // max(self.n_rows, 1)
+        row = uniq - col * max(self.n_rows, 1)
+        start = np.zeros(self.n_cols + 1, dtype=np.int32)
+        np.cumsum(np.bincount(col, minlength=self.n_cols), out=start[1:])
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n_cols
+        lp.num_row_ = self.n_rows
+        lp.col_cost_ = cat(self._cost)
+        lp.col_lower_ = cat(self._lb)
+        lp.col_upper_ = cat(self._ub)
+        lp.row_lower_ = cat(self._lo) if self._lo else np.zeros(0)
+        lp.row_upper_ = cat(self._hi) if self._hi else np.zeros(0)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_ = self.n_cols
+        lp.a_matrix_.num_row_ = self.n_rows
+        lp.a_matrix_.start_ = start
+        lp.a_matrix_.index_ = row.astype(np.int32)
+        lp.a_matrix_.value_ = v
+        integer_cols: IntArray = np.flatnonzero(cat(self._int)).astype(np.int64)
+        return lp, integer_cols, int(v.size)
+
+
+def _take(x: FloatArray, idx: IntArray) -> FloatArray:
+    """Solution values at `idx`, 0 where idx is −1."""
+    out: FloatArray = np.where(idx >= 0, x[np.maximum(idx, 0)], 0.0)
+    return out
+
+
+def _safe_eta(eta: FloatArray) -> FloatArray:
+    out: FloatArray = np.where(eta > 0.0, eta, 1.0).astype(np.float64)
+    return out
+
+
+def _scatter(h: int, p: int, cols: IntArray, block: FloatArray) -> FloatArray:
+    out = np.zeros((h, p))
+    out[:, cols] = block
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Jobs:
+    """The runs of one schedule: fixed loads, and the free runs the LP places."""
+
+    fixed_kwh: FloatArray  # (H, P)
+    fixed: IntArray  # ids of the started runs that draw energy in the horizon
+    fixed_energy_kwh: FloatArray  # (len(fixed), H)
+    free: IntArray  # job ids
+    free_es: IntArray  # first usable row of each free run
+    free_end: IntArray  # row after its effective window (may exceed H)
+    free_e_kwh: FloatArray  # energy still to draw
+    free_slot_kwh: FloatArray  # p·Δt
+    free_latest: IntArray  # latest start row
+    start_slot: IntArray  # (J,) fixed start slot on the run grid, −1 for free
+
+
+def _jobs(problem: ScheduleProblem) -> _Jobs:
+    jobs = problem.assets.jobs
+    h, p, t0, dt = problem.n_slots, problem.n_participants, problem.t0, problem.dt_h
+    n_jobs = jobs.n_jobs
+    start = (
+        np.full(n_jobs, shiftable.NOT_STARTED, dtype=np.int64)
+        if problem.job_start_slot is None
+        else np.asarray(problem.job_start_slot, dtype=np.int64).copy()
+    )
+    done = np.zeros(n_jobs) if problem.job_done_kwh is None else problem.job_done_kwh
+    latest = shiftable.latest_start_slot(jobs.earliest_start, jobs.latest_end, jobs.duration_slots)
+    # a free run past its latest start starts now, as `shiftable.must_start` would have it
+    overdue = (start == shiftable.NOT_STARTED) & (latest < t0) & (done <= 0.0)
+    start[overdue] = t0
+    fixed = np.zeros((h, p))
+    started = np.flatnonzero(start != shiftable.NOT_STARTED)
+    if started.size:
+        d = jobs.duration_slots[started]
+        rep = np.repeat(np.arange(started.size), d)
+        offs = np.arange(rep.size) - np.repeat(np.cumsum(d) - d, d)
+        row = start[started][rep] + offs - t0
+        ok = (row >= 0) & (row < h)
+        j = started[rep[ok]]
+        np.add.at(fixed, (row[ok], jobs.participant[j]), jobs.p_kw[j] * dt)
+        in_horizon, local = np.unique(rep[ok], return_inverse=True)
+        fixed_ids = started[in_horizon]
+        fixed_energy = np.zeros((fixed_ids.size, h))
+        np.add.at(fixed_energy, (local, row[ok]), jobs.p_kw[j] * dt)
+    else:
+        fixed_ids, fixed_energy = started, np.zeros((0, h))
+    slot_kwh = jobs.p_kw * dt
+    energy = slot_kwh * jobs.duration_slots - done
+    free_mask = (
+        (start == shiftable.NOT_STARTED)
+        & (energy > 1e-12)
+        & (jobs.earliest_start < t0 + h)
+        & (latest + jobs.duration_slots > t0)
+    )
+    free = np.flatnonzero(free_mask).astype(np.int64)
+    return _Jobs(
+        fixed_kwh=fixed,
+        fixed=fixed_ids.astype(np.int64),
+        fixed_energy_kwh=fixed_energy,
+        free=free,
+        free_es=np.maximum(jobs.earliest_start[free] - t0, 0),
+        free_end=latest[free] + jobs.duration_slots[free] - t0,
+        free_e_kwh=energy[free],
+        free_slot_kwh=slot_kwh[free],
+        free_latest=latest[free] - t0,
+        start_slot=start,
+    )
+
+
+def _ranges(first: IntArray, stop: IntArray) -> tuple[IntArray, IntArray]:
+    """Flattened ranges [first_i, stop_i): (group index, value) per element."""
+    n = np.maximum(stop - first, 0)
+    group = np.repeat(np.arange(n.size), n)
+    value = np.arange(group.size) - np.repeat(np.cumsum(n) - n, n) + first[group]
+    return group.astype(np.int64), value.astype(np.int64)
+
+
+def new_highs() -> highspy.Highs:
+    """A silent HiGHS instance.
+
+    The first `Highs()` of a process prints a copyright banner on the C-level stdout before any
+    option can be set, which would end up in the middle of the CLI's output (or its JSON). The
+    construction therefore runs with file descriptor 1 pointed at the null device; where fd 1
+    cannot be duplicated the banner is let through.
+    """
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        h = highspy.Highs()  # type: ignore[no-untyped-call]
+    else:
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 1)
+                h = highspy.Highs()  # type: ignore[no-untyped-call]
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def _highs(
+    lp: highspy.HighsLp,
+    integer_cols: IntArray,
+    options: ScheduleOptions,
+    n_cols: int,
+    battery_share: float,
+) -> tuple[highspy.Highs, str]:
+    h = new_highs()
+    h.passModel(lp)
+    if integer_cols.size:
+        h.changeColsIntegrality(
+            integer_cols.size,
+            integer_cols.astype(np.int32),
+            np.ones(integer_cols.size, dtype=np.uint8),
+        )
+        h.setOptionValue("time_limit", float(options.mip_time_limit_s))
+        return h, "mip"
+    use_ipm = options.solver == "ipm" or (
+        options.solver == "auto"
+        and n_cols >= options.ipm_min_cols
+        and battery_share >= options.ipm_min_battery_share
+    )
+    if use_ipm:
+        h.setOptionValue("solver", "ipm")
+        h.setOptionValue("run_crossover", "on" if options.crossover else "off")
+        return h, "ipm"
+    h.setOptionValue("solver", "simplex")
+    return h, "simplex"
+
+
+def schedule(problem: ScheduleProblem, options: ScheduleOptions | None = None) -> Schedule:
+    """Co-schedule every participant over the problem's horizon (module docstring).
+
+    Raises:
+        ScheduleError: the solver returned no solution (it never should: every constraint that
+            data can make infeasible is soft).
+    """
+    opts = options or ScheduleOptions()
+    if opts.shiftable == "milp":
+        return _schedule_milp(problem, opts)
+    return _solve(problem, opts)
+
+
+def _schedule_milp(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
+    """MILP for the run starts, then the LP with those starts fixed (for λ and clean flows)."""
+    mip = _solve(problem, opts)
+    if not np.count_nonzero(mip.job_placed):
+        return replace(mip, solver="simplex" if mip.solver == "mip" else mip.solver)
+    starts = mip.job_start_slot.copy()
+    fixed = replace(problem, job_start_slot=starts)
+    lp = _solve(fixed, replace(opts, shiftable="relaxed"))
+    return replace(
+        lp,
+        job_ids=mip.job_ids,
+        job_energy_kwh=mip.job_energy_kwh,
+        job_placed=mip.job_placed,
+        status=mip.status if mip.status != "Optimal" else lp.status,
+        build_s=mip.build_s + lp.build_s,
+        solve_s=mip.solve_s + lp.solve_s,
+        solver="mip",
+    )
+
+
+def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
+    t_build = time.perf_counter()
+    a = problem.assets
+    h, p, dt = problem.n_slots, problem.n_participants, problem.dt_h
+    m = _Model()
+    full = np.ones((h,), dtype=bool)
+
+    retail = np.asarray(problem.retail_price, dtype=np.float64)
+    feed_in = np.minimum(np.asarray(problem.feed_in_price, dtype=np.float64), retail)
+    price_scale = max(
+        float(np.abs(retail).max(initial=0.0)),
+        float(np.abs(problem.feed_in_price).max(initial=0.0)),
+        _MIN_PRICE_SCALE,
+    )
+    eta_ev = _safe_eta(a.ev.efficiency_charge[(a.ev.capacity_kwh > 0.0) & (a.ev.power_kw > 0.0)])
+    pen = (
+        float(opts.penalty_per_kwh)
+        if opts.penalty_per_kwh is not None
+        else opts.penalty_factor * price_scale / float(eta_ev.min(initial=1.0))
+    )
+
+    # --- community connection ---------------------------------------------------------------
+    imp_ub = _INF if opts.import_limit_kw is None else opts.import_limit_kw * dt
+    exp_ub = _INF if opts.export_limit_kw is None else opts.export_limit_kw * dt
+    gp = m.cols(full, 0.0, imp_ub, retail)
+    gm = m.cols(full, 0.0, exp_ub, -feed_in)
+    gp_over = m.cols(full & (opts.import_limit_kw is not None), 0.0, _INF, retail + pen)
+    gm_over = m.cols(full & (opts.export_limit_kw is not None), 0.0, _INF, pen - feed_in)
+
+    jobs = _jobs(problem)
+    net_demand = (problem.base_demand_kwh - problem.pv_kwh).sum(axis=1) + jobs.fixed_kwh.sum(axis=1)
+    bal = m.rows(full, net_demand, net_demand)
+    m.coef(bal, gp, 1.0)
+    m.coef(bal, gp_over, 1.0)
+    m.coef(bal, gm, -1.0)
+    m.coef(bal, gm_over, -1.0)
+    bal_col = bal[:, None]
+
+    # --- battery ------------------------------------------------------------------------------
+    b = a.battery
+    has_b = (b.capacity_kwh > 0.0) & (b.power_kw > 0.0) & (b.soc_max_kwh > b.soc_min_kwh)
+    bi = np.flatnonzero(has_b)
+    hb = np.ones((h, bi.size), dtype=bool)
+    soc0_b = np.asarray(problem.battery_soc_kwh, dtype=np.float64)
+    eta_c_b, eta_d_b = _safe_eta(b.efficiency_charge[bi]), _safe_eta(b.efficiency_discharge[bi])
+    e_max_b = b.power_kw[bi] * dt
+    b_ch = m.cols(hb, 0.0, e_max_b, opts.wear_per_kwh)
+    b_dis = m.cols(hb, 0.0, e_max_b, opts.wear_per_kwh)
+    b_soc = m.cols(
+        hb,
+        np.minimum(b.soc_min_kwh[bi], soc0_b[bi]),
+        np.maximum(b.soc_max_kwh[bi], soc0_b[bi]),
+        0.0,
+    )
+    rhs = np.zeros((h, bi.size))
+    rhs[0] = soc0_b[bi]
+    b_dyn = m.rows(hb, rhs, rhs)
+    m.coef(b_dyn, b_soc, 1.0)
+    m.coef(b_dyn[1:], b_soc[:-1], -1.0)
+    m.coef(b_dyn, b_ch, -eta_c_b)
+    m.coef(b_dyn, b_dis, 1.0 / eta_d_b)
+    m.coef(bal_col, b_ch, -1.0)
+    m.coef(bal_col, b_dis, 1.0)
+
+    # --- EV -------------------------------------------------------------------------------------
+    e = a.ev
+    has_e = (e.capacity_kwh > 0.0) & (e.power_kw > 0.0)
+    ei = np.flatnonzero(has_e)
+    he = np.ones((h, ei.size), dtype=bool)
+    plugged = np.asarray(problem.ev_plugged[:, ei], dtype=bool)
+    v2h = np.asarray(e.v2h[ei], dtype=bool)
+    trips = np.asarray(problem.ev_trip_kwh[:, ei], dtype=np.float64)
+    soc0_e = np.asarray(problem.ev_soc_kwh, dtype=np.float64)[ei]
+    cap_e = np.maximum(e.capacity_kwh[ei], soc0_e)
+    eta_c_e, eta_d_e = _safe_eta(e.efficiency_charge[ei]), _safe_eta(e.efficiency_discharge[ei])
+    e_max_e = e.power_kw[ei] * dt
+    target = ev.reachable_target_kwh(e.target_kwh[ei], e.capacity_kwh[ei])
+    e_ch = m.cols(plugged, 0.0, e_max_e, opts.wear_per_kwh)
+    e_dis = m.cols(plugged & v2h, 0.0, e_max_e, opts.wear_per_kwh)
+    e_soc = m.cols(he, 0.0, cap_e, 0.0)
+    has_trip = trips > 0.0
+    e_uns = m.cols(has_trip, 0.0, trips, pen)
+    rhs = -trips
+    rhs[0] += soc0_e
+    e_dyn = m.rows(he, rhs, rhs)
+    m.coef(e_dyn, e_soc, 1.0)
+    m.coef(e_dyn[1:], e_soc[:-1], -1.0)
+    m.coef(e_dyn, e_ch, -eta_c_e)
+    m.coef(e_dyn, e_dis, 1.0 / eta_d_e)
+    m.coef(e_dyn, e_uns, -1.0)
+    # the after-trip state is >= 0: soc_t + unserved_t >= trip_t (slot 0: soc0 is data)
+    trip_lo = trips.copy()
+    trip_lo[0] -= soc0_e
+    e_trip = m.rows(has_trip, trip_lo, _INF)
+    m.coef(e_trip, e_uns, 1.0)
+    m.coef(e_trip[1:], e_soc[:-1], 1.0)
+    m.coef(bal_col, e_ch, -1.0)
+    m.coef(bal_col, e_dis, 1.0)
+    # departures: soc at state d (1..H) >= target, soft
+    leaves = np.zeros((h, ei.size), dtype=bool)  # row d − 1 <-> state d
+    leaves[:-1] = plugged[:-1] & ~plugged[1:]
+    if opts.ev_target_at_horizon_end:
+        leaves[-1] = plugged[-1]
+    leaves &= target[None, :] > 0.0
+    e_short = m.cols(leaves, 0.0, target, pen)
+    e_dep = m.rows(leaves, target, _INF)
+    m.coef(e_dep, e_soc, 1.0)
+    m.coef(e_dep, e_short, 1.0)
+    # v2h reserve while plugged in, soft
+    soc_min_e = np.asarray(e.soc_min_kwh[ei], dtype=np.float64)
+    reserve = plugged & v2h & (soc_min_e > 0.0)
+    e_res = m.cols(reserve, 0.0, soc_min_e, pen)
+    e_resrow = m.rows(reserve, soc_min_e, _INF)
+    m.coef(e_resrow, e_soc, 1.0)
+    m.coef(e_resrow, e_res, 1.0)
+
+    # --- heat pump / air conditioner -----------------------------------------------------------
+    th = a.thermal
+    sign = thermal.heat_sign(th.kind)
+    decay, gain = thermal.response(th.ua_kw_per_k, th.capacity_kwh_per_k, dt)
+    valid = (sign != 0.0) & (th.cop > 0.0) & (gain > 0.0) & (th.p_max_kw > 0.0)
+    ki = np.flatnonzero(valid)
+    hk = np.ones((h, ki.size), dtype=bool)
+    temp_out = np.asarray(problem.temp_out_c, dtype=np.float64)
+    cop = np.stack([thermal.cop(th.cop[ki], th.kind[ki], float(x)) for x in temp_out]).reshape(
+        h, ki.size
+    )
+    effect = thermal.effect_k_per_kwh(sign[ki], cop, gain[ki])  # (H, K) [K/kWh]
+    a_k = decay[ki]
+    t0_k = np.asarray(problem.indoor_temp_c, dtype=np.float64)[ki]
+    e_max_k = th.p_max_kw[ki] * dt
+    t_min_k, t_max_k = th.t_min_c[ki], np.maximum(th.t_max_c[ki], th.t_min_c[ki])
+    k_e = m.cols(hk, 0.0, e_max_k, 0.0)
+    # the band as bounds; "virtual heat" slacks [K] in the dynamics keep it feasible where it
+    # cannot be held, and are left out where it provably can (by induction over the slots:
+    # from inside the band, full power keeps the near edge and no power the far edge)
+    k_t = m.cols(hk, t_min_k, t_max_k, 0.0)
+    gap_lo = (1.0 - a_k)[None, :] * (t_min_k[None, :] - temp_out[:, None])  # heat to hold t_min
+    gap_hi = (1.0 - a_k)[None, :] * (temp_out[:, None] - t_max_k[None, :])  # cooling for t_max
+    reach = np.abs(effect) * e_max_k[None, :] - _HOLD_TOL_K
+    heating = sign[ki] > 0.0
+    need_lo = np.where(heating, (gap_lo > reach).any(axis=0), (gap_lo > 0.0).any(axis=0))
+    need_hi = np.where(heating, (gap_hi > 0.0).any(axis=0), (gap_hi > reach).any(axis=0))
+    need_lo |= t0_k < t_min_k
+    need_hi |= t0_k > t_max_k
+    comfort_cost = (
+        np.full((h, ki.size), opts.comfort_penalty_per_k)
+        if opts.comfort_penalty_per_k is not None
+        else opts.penalty_factor * price_scale / np.maximum(np.abs(effect).min(axis=0), 1e-9)
+    )
+    k_lo = m.cols(hk & need_lo[None, :], 0.0, _INF, comfort_cost)
+    k_hi = m.cols(hk & need_hi[None, :], 0.0, _INF, comfort_cost)
+    rhs = (1.0 - a_k)[None, :] * temp_out[:, None]
+    rhs[0] += a_k * t0_k
+    k_dyn = m.rows(hk, rhs, rhs)
+    m.coef(k_dyn, k_t, 1.0)
+    m.coef(k_dyn[1:], k_t[:-1], -a_k)
+    m.coef(k_dyn, k_e, -effect)
+    m.coef(k_dyn, k_lo, -1.0)
+    m.coef(k_dyn, k_hi, 1.0)
+    m.coef(bal_col, k_e, -1.0)
+
+    # --- shiftable runs -------------------------------------------------------------------------
+    n_free = jobs.free.size
+    milp = opts.shiftable == "milp"
+    if milp:
+        # one binary per feasible start inside the horizon, one for "later"
+        s_grp, s_row = _ranges(
+            jobs.free_es, np.minimum(jobs.free_latest, h - 1) + 1
+        )  # starts in the horizon
+        later = jobs.free_latest >= h
+        y = m.cols(np.ones(s_grp.size, dtype=bool), 0.0, 1.0, 0.0, integer=True)
+        y_later = m.cols(later, 0.0, 1.0, 0.0, integer=True)
+        one = m.rows(np.ones(n_free, dtype=bool), 1.0, 1.0)
+        m.coef(one[s_grp], y, 1.0)
+        m.coef(one, y_later, 1.0)
+        dur = a.jobs.duration_slots[jobs.free][s_grp]
+        rep = np.repeat(np.arange(s_grp.size), dur)
+        row = s_row[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(dur) - dur, dur))
+        inside = row < h
+        m.coef(bal[row[inside]], y[rep[inside]], -jobs.free_slot_kwh[s_grp[rep[inside]]])
+        x_grp, x_row = s_grp, s_row
+        x = y
+    else:
+        x_grp, x_row = _ranges(jobs.free_es, np.minimum(jobs.free_end, h))
+        x = m.cols(np.ones(x_grp.size, dtype=bool), 0.0, jobs.free_slot_kwh[x_grp], 0.0)
+        beyond = np.maximum(jobs.free_end - h, 0) * jobs.free_slot_kwh
+        need = m.rows(
+            np.ones(n_free, dtype=bool),
+            np.maximum(jobs.free_e_kwh - beyond, 0.0),
+            jobs.free_e_kwh,
+        )
+        m.coef(need[x_grp], x, 1.0)
+        m.coef(bal[x_row], x, -1.0)
+
+    lp, integer_cols, nnz = m.lp()
+    has_int = bool(integer_cols.size)
+    build_s = time.perf_counter() - t_build
+
+    # --- solve ----------------------------------------------------------------------------------
+    t_solve = time.perf_counter()
+    battery_share = 3 * b_soc.size / max(m.n_cols, 1)  # charge, discharge, state
+    hs, solver = _highs(lp, integer_cols, opts, m.n_cols, battery_share)
+    hs.run()
+    status = hs.modelStatusToString(hs.getModelStatus())
+    if not has_int and status != "Optimal" and solver == "ipm":
+        hs.setOptionValue("solver", "simplex")  # IPM gave up (numerics): polish with simplex
+        hs.run()
+        status = hs.modelStatusToString(hs.getModelStatus())
+        solver = "simplex"
+    sol = hs.getSolution()
+    if not sol.value_valid:
+        raise ScheduleError(f"coordinated schedule: HiGHS returned no solution ({status})")
+    xv = np.asarray(sol.col_value, dtype=np.float64)
+    duals = np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None
+    solve_s = time.perf_counter() - t_solve
+
+    # --- read back ------------------------------------------------------------------------------
+    def states(init: FloatArray, cols: IntArray, idx: IntArray) -> FloatArray:
+        out = np.empty((h + 1, p))
+        out[:] = init
+        out[1:, cols] = _take(xv, idx)
+        return out
+
+    ev_soc_traj = states(np.asarray(problem.ev_soc_kwh, dtype=np.float64), ei, e_soc)
+    thermal_kwh = _scatter(h, p, ki, _take(xv, k_e))
+    temp_traj = _indoor_temperatures(problem, decay, ki, effect, thermal_kwh)
+    shift = jobs.fixed_kwh.copy()
+    job_energy = np.zeros((n_free, h))
+    job_start = jobs.start_slot.copy()
+    if milp:
+        yv = xv[x]
+        dur = a.jobs.duration_slots[jobs.free][x_grp]
+        rep = np.repeat(np.arange(x_grp.size), dur)
+        row = x_row[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(dur) - dur, dur))
+        inside = row < h
+        g = x_grp[rep[inside]]
+        np.add.at(job_energy, (g, row[inside]), yv[rep[inside]] * jobs.free_slot_kwh[g])
+        chosen = yv > 0.5
+        job_start[jobs.free[x_grp[chosen]]] = x_row[chosen] + problem.t0
+    else:
+        np.add.at(job_energy, (x_grp, x_row), xv[x])
+    if n_free:
+        np.add.at(shift.T, a.jobs.participant[jobs.free], job_energy)
+
+    comfort = np.zeros((h + 1, p))
+    t_k = temp_traj[1:, ki]
+    comfort[1:, ki] = np.maximum(t_min_k - t_k, 0.0) + np.maximum(t_k - t_max_k, 0.0)
+    ev_short = np.zeros((h + 1, p))
+    ev_short[1:, ei] = _take(xv, e_short)
+    ev_res = np.zeros((h + 1, p))
+    ev_res[1:, ei] = _take(xv, e_res)
+    g_imp = xv[gp] + _take(xv, gp_over)
+    g_exp = xv[gm] + _take(xv, gm_over)
+    b_ch_v, b_dis_v = _scatter(h, p, bi, _take(xv, b_ch)), _scatter(h, p, bi, _take(xv, b_dis))
+    e_ch_v, e_dis_v = _scatter(h, p, ei, _take(xv, e_ch)), _scatter(h, p, ei, _take(xv, e_dis))
+    wear = opts.wear_per_kwh * (b_ch_v + b_dis_v + e_ch_v + e_dis_v)  # (H, P)
+    unserved = _scatter(h, p, ei, _take(xv, e_uns))
+    own_penalty = pen * (ev_short[1:] + ev_res[1:] + unserved)  # (H, P)
+    own_penalty[:, ki] += (_take(xv, k_lo) + _take(xv, k_hi)) * comfort_cost
+    import_excess, export_excess = _take(xv, gp_over), _take(xv, gm_over)
+    penalty = own_penalty.sum(axis=1) + pen * (import_excess + export_excess)
+    lam = duals[bal] if duals is not None else np.full(h, np.nan)
+    return Schedule(
+        battery_charge_kwh=b_ch_v,
+        battery_discharge_kwh=b_dis_v,
+        ev_charge_kwh=e_ch_v,
+        ev_discharge_kwh=e_dis_v,
+        thermal_kwh=thermal_kwh,
+        shiftable_kwh=shift,
+        battery_soc_kwh=states(soc0_b, bi, b_soc),
+        ev_soc_kwh=ev_soc_traj,
+        indoor_temp_c=temp_traj,
+        grid_import_kwh=g_imp,
+        grid_export_kwh=g_exp,
+        marginal_price=lam,
+        objective=float(hs.getInfo().objective_function_value),
+        energy_cost_per_slot=retail * g_imp - np.asarray(problem.feed_in_price) * g_exp,
+        wear_cost_per_slot=wear.sum(axis=1),
+        penalty_cost_per_slot=penalty,
+        own_cost_per_slot=wear + own_penalty,
+        ev_shortfall_kwh=ev_short,
+        ev_unserved_kwh=unserved,
+        ev_reserve_shortfall_kwh=ev_res,
+        comfort_violation_k=comfort,
+        import_excess_kwh=import_excess,
+        export_excess_kwh=export_excess,
+        job_ids=np.concatenate([jobs.fixed, jobs.free]),
+        job_energy_kwh=np.concatenate([jobs.fixed_energy_kwh, job_energy]),
+        job_placed=np.concatenate(
+            [np.zeros(jobs.fixed.size, dtype=bool), np.ones(n_free, dtype=bool)]
+        ),
+        job_start_slot=job_start,
+        status=status,
+        build_s=build_s,
+        solve_s=solve_s,
+        n_cols=m.n_cols,
+        n_rows=m.n_rows,
+        n_nonzeros=nnz,
+        solver=solver,
+    )
+
+
+def _indoor_temperatures(
+    problem: ScheduleProblem,
+    decay: FloatArray,
+    ki: IntArray,
+    effect: FloatArray,
+    thermal_kwh: FloatArray,
+) -> FloatArray:
+    """Indoor temperatures (H + 1, P) [°C] of the planned thermal energy, by the physics of
+    `assets/thermal.py` (free drift where nothing is controlled)."""
+    h = problem.n_slots
+    out = np.empty((h + 1, problem.n_participants))
+    out[0] = problem.indoor_temp_c
+    temp_out = np.asarray(problem.temp_out_c, dtype=np.float64)
+    eff = np.zeros((h, problem.n_participants))
+    eff[:, ki] = effect
+    for t in range(h):  # a first-order recurrence over slots, vectorised across participants
+        free = thermal.free_temperature_c(out[t], float(temp_out[t]), decay)
+        out[t + 1] = thermal.next_temperature_c(free, thermal_kwh[t], eff[t])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Rolling horizon
+
+
+def rolling_schedule(
+    assets: AssetParams,
+    profiles: Profiles,
+    retail_price: FloatArray,
+    feed_in_price: FloatArray,
+    dt_h: float,
+    *,
+    horizon_slots: int,
+    step_slots: int,
+    options: ScheduleOptions | None = None,
+) -> Schedule:
+    """Schedule a long run by a rolling horizon: plan `horizon_slots`, commit the first
+    `step_slots`, re-plan from the committed state.
+
+    The committed slots of every plan are concatenated into one `Schedule` over the whole run
+    (T slots, T + 1 states). A relaxed run's energy drawn in committed slots is carried into
+    the next plan (`job_done_kwh`); a run whose start (fixed, or chosen by the MILP) falls in
+    the committed slots keeps it. `objective` is the committed slots' energy + wear + penalty
+    cost; `marginal_price` the committing plan's λ; `build_s` and `solve_s` add up; the LP
+    size is the largest plan's.
+    """
+    n_slots = int(profiles.base_demand_kwh.shape[0])
+    if not 1 <= step_slots <= horizon_slots:
+        raise ValueError(
+            f"need 1 <= step_slots <= horizon_slots (got {step_slots}, {horizon_slots})"
+        )
+    opts = options or ScheduleOptions()
+    n_jobs = assets.jobs.n_jobs
+    job_start = np.full(n_jobs, shiftable.NOT_STARTED, dtype=np.int64)
+    job_done = np.zeros(n_jobs)
+    first = ScheduleProblem.from_profiles(assets, profiles, retail_price, feed_in_price, dt_h)
+    soc_b, soc_e, temp = first.battery_soc_kwh, first.ev_soc_kwh, first.indoor_temp_c
+    parts: list[tuple[Schedule, int]] = []
+    t = 0
+    while t < n_slots:
+        stop = min(t + horizon_slots, n_slots)
+        problem = replace(
+            ScheduleProblem.from_profiles(
+                assets, profiles, retail_price, feed_in_price, dt_h, start=t, stop=stop
+            ),
+            battery_soc_kwh=soc_b,
+            ev_soc_kwh=soc_e,
+            indoor_temp_c=temp,
+            job_start_slot=job_start,
+            job_done_kwh=job_done,
+        )
+        s = schedule(problem, opts)
+        k = min(step_slots, stop - t)
+        parts.append((s, k))
+        soc_b, soc_e, temp = s.battery_soc_kwh[k], s.ev_soc_kwh[k], s.indoor_temp_c[k]
+        keep = (s.job_start_slot != shiftable.NOT_STARTED) & (s.job_start_slot < t + k)
+        job_start = np.where(keep, s.job_start_slot, shiftable.NOT_STARTED)
+        placed = s.job_placed
+        if opts.shiftable == "relaxed" and np.count_nonzero(placed):
+            job_done = job_done.copy()
+            job_done[s.job_ids[placed]] += s.job_energy_kwh[placed, :k].sum(axis=1)
+        t += k
+    return _concatenate(parts, n_jobs)
+
+
+def _concatenate(parts: list[tuple[Schedule, int]], n_jobs: int) -> Schedule:
+    """The committed prefixes of consecutive plans as one schedule."""
+
+    def flows(name: str) -> FloatArray:
+        return np.concatenate([getattr(s, name)[:k] for s, k in parts])
+
+    def states(name: str) -> FloatArray:
+        first: FloatArray = getattr(parts[0][0], name)[:1]
+        return np.concatenate([first] + [getattr(s, name)[1 : k + 1] for s, k in parts])
+
+    n_slots = sum(k for _, k in parts)
+    job_energy = np.zeros((n_jobs, n_slots))
+    t = 0
+    for s, k in parts:
+        job_energy[s.job_ids, t : t + k] += s.job_energy_kwh[:, :k]
+        t += k
+    last = parts[-1][0]
+    energy, wear, penalty = (
+        flows("energy_cost_per_slot"),
+        flows("wear_cost_per_slot"),
+        flows("penalty_cost_per_slot"),
+    )
+    statuses = [s.status for s, _ in parts if s.status != "Optimal"]
+    return Schedule(
+        battery_charge_kwh=flows("battery_charge_kwh"),
+        battery_discharge_kwh=flows("battery_discharge_kwh"),
+        ev_charge_kwh=flows("ev_charge_kwh"),
+        ev_discharge_kwh=flows("ev_discharge_kwh"),
+        thermal_kwh=flows("thermal_kwh"),
+        shiftable_kwh=flows("shiftable_kwh"),
+        battery_soc_kwh=states("battery_soc_kwh"),
+        ev_soc_kwh=states("ev_soc_kwh"),
+        indoor_temp_c=states("indoor_temp_c"),
+        grid_import_kwh=flows("grid_import_kwh"),
+        grid_export_kwh=flows("grid_export_kwh"),
+        marginal_price=flows("marginal_price"),
+        objective=float(energy.sum() + wear.sum() + penalty.sum()),
+        energy_cost_per_slot=energy,
+        wear_cost_per_slot=wear,
+        penalty_cost_per_slot=penalty,
+        own_cost_per_slot=flows("own_cost_per_slot"),
+        ev_shortfall_kwh=states("ev_shortfall_kwh"),
+        ev_unserved_kwh=flows("ev_unserved_kwh"),
+        ev_reserve_shortfall_kwh=states("ev_reserve_shortfall_kwh"),
+        comfort_violation_k=states("comfort_violation_k"),
+        import_excess_kwh=flows("import_excess_kwh"),
+        export_excess_kwh=flows("export_excess_kwh"),
+        job_ids=np.arange(n_jobs, dtype=np.int64),
+        job_energy_kwh=job_energy,
+        job_placed=np.zeros(n_jobs, dtype=bool),
+        job_start_slot=last.job_start_slot,
+        status=statuses[0] if statuses else "Optimal",
+        build_s=sum(s.build_s for s, _ in parts),
+        solve_s=sum(s.solve_s for s, _ in parts),
+        n_cols=max(s.n_cols for s, _ in parts),
+        n_rows=max(s.n_rows for s, _ in parts),
+        n_nonzeros=max(s.n_nonzeros for s, _ in parts),
+        solver=parts[0][0].solver,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# From the relaxation to blocks
+
+
+def block_starts(problem: ScheduleProblem, s: Schedule) -> tuple[IntArray, IntArray]:
+    """Round the relaxed runs of a schedule to real blocks.
+
+    For each run the LP placed (`s.job_placed`), the start whose block [start, start + duration)
+    covers most of the run's LP energy; ties go to the block that costs least at the internal
+    prices λ, then to the earliest. Energy the LP left for after the horizon counts as spread
+    evenly over the window's slots beyond it (valued at the mean λ).
+
+    Returns:
+        (job_ids, start_slot): the runs and their starts on the run's slot grid.
+    """
+    ids = s.job_ids[s.job_placed]
+    if ids.size == 0:
+        return ids, ids.copy()
+    energy = s.job_energy_kwh[s.job_placed]
+    jobs = problem.assets.jobs
+    h, t0 = problem.n_slots, problem.t0
+    dur = jobs.duration_slots[ids]
+    slot_kwh = jobs.p_kw[ids] * problem.dt_h
+    done = np.zeros(ids.size) if problem.job_done_kwh is None else problem.job_done_kwh[ids]
+    latest = shiftable.latest_start_slot(jobs.earliest_start[ids], jobs.latest_end[ids], dur) - t0
+    first = np.maximum(jobs.earliest_start[ids] - t0, 0)
+    end = latest + dur
+    width = max(h, int(end.max()))
+    x = np.zeros((ids.size, width))
+    x[:, :h] = energy
+    beyond = np.maximum(end - h, 0)
+    left = np.maximum(slot_kwh * dur - done - energy.sum(axis=1), 0.0)
+    per_slot = np.divide(left, beyond, out=np.zeros(ids.size), where=beyond > 0)
+    cols = np.arange(width)[None, :]
+    x += np.where((cols >= h) & (cols < end[:, None]), per_slot[:, None], 0.0)
+    cum_x = np.concatenate([np.zeros((ids.size, 1)), np.cumsum(x, axis=1)], axis=1)
+    lam = np.where(np.isnan(s.marginal_price), problem.retail_price, s.marginal_price)
+    lam_ext = np.concatenate([lam, np.full(width - h, lam.mean())])
+    cum_lam = np.concatenate([[0.0], np.cumsum(lam_ext)])
+    grp, start = _ranges(first, latest + 1)
+    stop = start + dur[grp]
+    overlap = np.round((cum_x[grp, stop] - cum_x[grp, start]) / slot_kwh[grp], 6)
+    cost = cum_lam[stop] - cum_lam[start]
+    order = np.lexsort((start, cost, -overlap, grp))
+    g_sorted = grp[order]
+    best = order[np.concatenate([[True], g_sorted[1:] != g_sorted[:-1]])]
+    chosen: IntArray = start[best] + t0
+    return ids, chosen
