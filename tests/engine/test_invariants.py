@@ -139,3 +139,12 @@ def test_every_registered_community_mechanism_runs_end_to_end() -> None:
         result = simulate(small_scenario(n=6, market=info.name))
         check_invariants(result)
         assert result.summary["market"] == info.name
+
+
+def test_bilateral_market_end_to_end() -> None:
+    result = simulate(small_scenario(n=6, market="bilateral"))
+    check_invariants(result)
+    assert result.summary["kpi"]["participants_worse_off"] == 0
+    assert result.summary["market_info"]["converged"]["mean"] == 1.0
+    trades = result.trades
+    assert len(trades) > 0 and "pool" not in set(trades["buyer"]) | set(trades["seller"])

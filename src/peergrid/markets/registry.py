@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from peergrid.errors import InputError
 from peergrid.markets.base import Family, Mechanism, MechanismParams, make_params
+from peergrid.markets.bilateral import BilateralMarket
 from peergrid.markets.bill_sharing import BillSharing
 from peergrid.markets.cda import ContinuousDoubleAuction
 from peergrid.markets.coordinated import CoordinatedMarket
@@ -56,6 +57,7 @@ _MECHANISMS: Final[Mapping[str, MechanismClass]] = MappingProxyType(
         UniformPriceAuction.name: UniformPriceAuction,
         McAfeeTradeReduction.name: McAfeeTradeReduction,
         ContinuousDoubleAuction.name: ContinuousDoubleAuction,
+        BilateralMarket.name: BilateralMarket,
     }
 )
 
