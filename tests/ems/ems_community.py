@@ -445,6 +445,8 @@ def run(
     from peergrid.ems.driver import run_policy
     from peergrid.ems.registry import make_policy
 
+    if policy_name == "stackelberg" and params is None:
+        params = {"max_iterations": 2}  # keep the full game out of the generic behaviour tests
     policy = make_policy(
         policy_name, params, comm.assets.n_participants, np.random.default_rng(seed)
     )

@@ -14,7 +14,7 @@ from peergrid.errors import InputError
 
 
 def test_list_policies() -> None:
-    assert policy_names() == ["coordinated", "price-aware", "self-consumption"]
+    assert policy_names() == ["coordinated", "price-aware", "self-consumption", "stackelberg"]
     infos = list_policies()
     assert [i.name for i in infos] == policy_names()
     assert all(i.description and not i.observes_market for i in infos)

@@ -18,7 +18,19 @@ NAMES = [info.name for info in list_mechanisms()]
 
 def test_known_mechanisms() -> None:
     # every name the issue asks for that is built so far; the list only grows
-    expected = {"sdr", "mmr", "bill-sharing", "uniform", "pay-as-bid", "k-double", "mcafee", "cda"}
+    expected = {
+        "sdr",
+        "mmr",
+        "bill-sharing",
+        "uniform",
+        "pay-as-bid",
+        "k-double",
+        "mcafee",
+        "cda",
+        "stackelberg",
+        "coordinated",
+        "bilateral",
+    }
     assert expected <= set(NAMES)
     assert sorted(NAMES) == NAMES
     assert isinstance(get_mechanism("sdr"), SupplyDemandRatio)
@@ -35,7 +47,7 @@ def test_table_is_read_only() -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(InputError, match=r"unknown market mechanism 'pay_as_bid'.*sdr, uniform"):
+    with pytest.raises(InputError, match=r"unknown market mechanism 'pay_as_bid'.*pay-as-bid, sdr"):
         get_mechanism("pay_as_bid")
 
 

@@ -19,6 +19,7 @@ from peergrid.ems.base import EmsParams, EmsPolicy
 from peergrid.ems.coordinated import Coordinated
 from peergrid.ems.price_aware import PriceAware
 from peergrid.ems.self_consumption import SelfConsumption
+from peergrid.ems.stackelberg import Stackelberg
 from peergrid.errors import InputError
 
 # name → policy class; each class carries its `Params` model and a description
@@ -26,6 +27,7 @@ _POLICIES: dict[str, Any] = {
     SelfConsumption.name: SelfConsumption,
     PriceAware.name: PriceAware,
     Coordinated.name: Coordinated,
+    Stackelberg.name: Stackelberg,
 }
 
 

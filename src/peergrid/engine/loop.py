@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +76,7 @@ class Recorded:
     market: dict[str, FloatArray]
     trades: Trades
     info: dict[str, FloatArray]  # mechanism diagnostics per slot, NaN where it did not clear
+    final_state: Any = None  # the EMS state after the last slot (carries policy diagnostics)
 
 
 POOL = -1
@@ -162,7 +164,7 @@ def run_slots(
     series["indoor_temp_end_c"][:, assets.thermal.kind == THERMAL_NONE] = np.nan
     if on_progress is not None:
         on_progress(n_t, n_t)
-    return Recorded(series=series, market=market, trades=trades, info=info)
+    return Recorded(series=series, market=market, trades=trades, info=info, final_state=state)
 
 
 def _record_trades(

@@ -78,12 +78,15 @@ def simulate(
     mechanism = get_mechanism(resolved.market.mechanism, resolved.market.params)
     n = community.n_participants
     own_ems = resolved.ems.policy
-    # A coordinated market schedules everyone centrally: its scheduler replaces the homes' own
-    # EMS in the P2P run, while the baseline keeps each home alone with its own EMS.
-    run_ems = "coordinated" if mechanism.family == "coordinated" else own_ems
+    # A mechanism may need its own EMS policy for the P2P run (the coordinated market's central
+    # scheduler, the Stackelberg game's leader and followers); the baseline keeps each home alone
+    # with its own EMS.
+    run_ems: str = getattr(mechanism, "ems_policy", None) or own_ems
 
     def policy_named(name: str) -> Any:
-        params = resolved.ems.params if name == own_ems else None
+        params: dict[str, Any] | None = resolved.ems.params
+        if name != own_ems:
+            params = getattr(mechanism, "ems_params", lambda: None)()
         return make_policy(name, params, n, child_rng(resolved.seed, "ems"))
 
     policy = policy_named(run_ems)
@@ -107,6 +110,9 @@ def simulate(
     summary["runtime_s"] = round(runtime, 3)
     summary["ems"] = run_ems
     summary["baseline_ems"] = own_ems
+    diagnostics = getattr(recorded.final_state, "diagnostics", None)
+    if diagnostics:
+        summary["ems_info"] = {k: round(float(v), 6) for k, v in diagnostics.items()}
     summary["timing_s"] = {
         "build": round(t_build - t0, 3),
         "slots": round(t_run - t_build, 3),

@@ -101,6 +101,8 @@ class CoordinatedMarket:
     )
     Params: ClassVar[type[MechanismParams]] = CoordinatedMarketParams
     uses_net_positions: ClassVar[bool] = False
+    #: The EMS policy the P2P run needs: the engine uses it instead of the homes' own EMS.
+    ems_policy: ClassVar[str] = "coordinated"
 
     params: MechanismParams
 

@@ -26,6 +26,7 @@ from peergrid.markets.mcafee import McAfeeTradeReduction
 from peergrid.markets.mmr import MidMarketRate
 from peergrid.markets.pay_as_bid import PayAsBidAuction
 from peergrid.markets.sdr import SupplyDemandRatio
+from peergrid.markets.stackelberg import StackelbergMarket
 from peergrid.markets.uniform import UniformPriceAuction
 
 
@@ -49,6 +50,7 @@ class MechanismClass(Protocol):
 _MECHANISMS: Final[Mapping[str, MechanismClass]] = MappingProxyType(
     {
         SupplyDemandRatio.name: SupplyDemandRatio,
+        StackelbergMarket.name: StackelbergMarket,
         CoordinatedMarket.name: CoordinatedMarket,
         MidMarketRate.name: MidMarketRate,
         BillSharing.name: BillSharing,
