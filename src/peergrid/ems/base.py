@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from peergrid.assets.params import AssetParams
+from peergrid.assets.params import AssetParams, Profiles
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -137,3 +137,36 @@ class EmsPolicy(Protocol):
     def step(
         self, state: Any, inputs: SlotInputs, forecast: Forecast, assets: AssetParams
     ) -> tuple[Any, Dispatch]: ...
+
+
+def slot_view(
+    profiles: Profiles,
+    retail_price: FloatArray,
+    feed_in_price: FloatArray,
+    t: int,
+    horizon_slots: int,
+    dt_h: float,
+) -> tuple[SlotInputs, Forecast]:
+    """Slot t's inputs and the forecast window [t, t + horizon) as views of run-long arrays
+    (perfect foresight), as the simulator hands them to a policy."""
+    end = t + horizon_slots
+    inputs = SlotInputs(
+        t=t,
+        dt_h=dt_h,
+        base_demand_kwh=profiles.base_demand_kwh[t],
+        pv_kwh=profiles.pv_kwh[t],
+        temp_out_c=float(profiles.temp_out_c[t]),
+        ev_plugged=profiles.ev_plugged[t],
+        ev_trip_kwh=profiles.ev_trip_kwh[t],
+        retail_price=float(retail_price[t]),
+        feed_in_price=float(feed_in_price[t]),
+    )
+    forecast = Forecast(
+        base_demand_kwh=profiles.base_demand_kwh[t:end],
+        pv_kwh=profiles.pv_kwh[t:end],
+        temp_out_c=profiles.temp_out_c[t:end],
+        ev_plugged=profiles.ev_plugged[t:end],
+        retail_price=retail_price[t:end],
+        feed_in_price=feed_in_price[t:end],
+    )
+    return inputs, forecast

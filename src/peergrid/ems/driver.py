@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from peergrid.assets.params import AssetParams, FloatArray, Profiles
-from peergrid.ems.base import Dispatch, EmsPolicy, Forecast, SlotInputs
+from peergrid.ems.base import Dispatch, EmsPolicy, slot_view
 
 DISPATCH_FIELDS = (
     "demand_kwh",
@@ -58,26 +58,7 @@ def run_policy(
     soc_b[0], soc_e[0], temp[0] = state.battery_soc_kwh, state.ev_soc_kwh, state.indoor_temp_c
     step_s = 0.0
     for t in range(n_slots):
-        end = min(t + horizon, n_slots)
-        inputs = SlotInputs(
-            t=t,
-            dt_h=dt_h,
-            base_demand_kwh=profiles.base_demand_kwh[t],
-            pv_kwh=profiles.pv_kwh[t],
-            temp_out_c=float(profiles.temp_out_c[t]),
-            ev_plugged=profiles.ev_plugged[t],
-            ev_trip_kwh=profiles.ev_trip_kwh[t],
-            retail_price=float(retail[t]),
-            feed_in_price=float(feed_in[t]),
-        )
-        forecast = Forecast(
-            base_demand_kwh=profiles.base_demand_kwh[t:end],
-            pv_kwh=profiles.pv_kwh[t:end],
-            temp_out_c=profiles.temp_out_c[t:end],
-            ev_plugged=profiles.ev_plugged[t:end],
-            retail_price=retail[t:end],
-            feed_in_price=feed_in[t:end],
-        )
+        inputs, forecast = slot_view(profiles, retail, feed_in, t, horizon, dt_h)
         t0 = time.perf_counter()
         state, d = policy.step(state, inputs, forecast, assets)
         step_s += time.perf_counter() - t0

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from peergrid.assets.params import THERMAL_NONE
-from peergrid.ems.base import EmsPolicy, Forecast, SlotInputs
+from peergrid.ems.base import EmsPolicy, slot_view
 from peergrid.engine.community import Community
 from peergrid.engine.step import slot_step
 from peergrid.markets.base import Mechanism, Side
@@ -105,26 +105,7 @@ def run_slots(
     state = policy.init_state(assets)
     s = series  # short local names: this is the hot loop
     for t in range(n_t):
-        end = t + horizon
-        inputs = SlotInputs(
-            t=t,
-            dt_h=dt_h,
-            base_demand_kwh=prof.base_demand_kwh[t],
-            pv_kwh=prof.pv_kwh[t],
-            temp_out_c=float(prof.temp_out_c[t]),
-            ev_plugged=prof.ev_plugged[t],
-            ev_trip_kwh=prof.ev_trip_kwh[t],
-            retail_price=float(retail[t]),
-            feed_in_price=float(feed_in[t]),
-        )
-        forecast = Forecast(
-            base_demand_kwh=prof.base_demand_kwh[t:end],
-            pv_kwh=prof.pv_kwh[t:end],
-            temp_out_c=prof.temp_out_c[t:end],
-            ev_plugged=prof.ev_plugged[t:end],
-            retail_price=retail[t:end],
-            feed_in_price=feed_in[t:end],
-        )
+        inputs, forecast = slot_view(prof, retail, feed_in, t, horizon, dt_h)
         state, out = slot_step(policy, mechanism, state, inputs, forecast, assets)
         d, st, cl = out.dispatch, out.settlement, out.clearing
         s["demand_kwh"][t] = d.demand_kwh

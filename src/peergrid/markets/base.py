@@ -138,6 +138,18 @@ class ClearingResult:
         return ClearingResult(filled_kwh=np.zeros(n_orders), price=np.full(n_orders, np.nan))
 
 
+def pool_fills(
+    side: NDArray[np.int8], quantity_kwh: FloatArray, total_buy_kwh: float, total_sell_kwh: float
+) -> FloatArray:
+    """Fills of a community pool [kWh], (n_orders,): the short side fills fully, the long side
+    pro rata to its quantities, so that Σ buy fills = Σ sell fills = min(totals). The totals are
+    the book's buy and sell volumes that take part (both > 0)."""
+    buy_frac = min(total_sell_kwh / total_buy_kwh, 1.0)
+    sell_frac = min(total_buy_kwh / total_sell_kwh, 1.0)
+    fills: FloatArray = quantity_kwh * np.where(side == Side.SELL, sell_frac, buy_frac)
+    return fills
+
+
 class MechanismParams(BaseModel):
     """Base of every mechanism's parameter model: unknown keys are an error."""
 

@@ -54,6 +54,7 @@ from peergrid.markets.base import (
     MechanismParams,
     OrderBook,
     Side,
+    pool_fills,
 )
 
 #: Rows of the (T, P) net array processed at once: bounds the temporaries to ~8 MB per 1,000
@@ -332,11 +333,7 @@ class BillSharing:
                 pool=True,
                 info=info,
             )
-        if total_sell_kwh <= total_buy_kwh:
-            buy_frac, sell_frac = total_sell_kwh / total_buy_kwh, 1.0
-        else:
-            buy_frac, sell_frac = 1.0, total_buy_kwh / total_sell_kwh
-        filled_kwh = q_kwh * np.where(book.side, sell_frac, buy_frac)  # Side.BUY == 0
+        filled_kwh = pool_fills(book.side, q_kwh, total_buy_kwh, total_sell_kwh)
         price = np.where(filled_kwh > 0.0, 0.0, np.nan)
         return ClearingResult(
             filled_kwh=filled_kwh,

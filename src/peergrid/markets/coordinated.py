@@ -36,6 +36,7 @@ from peergrid.markets.base import (
     MarketContext,
     MechanismParams,
     OrderBook,
+    pool_fills,
 )
 
 AllocationRule = Literal["marginal", "proportional", "shapley"]
@@ -187,9 +188,7 @@ class CoordinatedMarket:
                 pool=True,
                 info=info,
             )
-        buy_frac = min(sell_kwh / buy_kwh, 1.0)
-        sell_frac = min(buy_kwh / sell_kwh, 1.0)
-        filled = q * np.where(book.is_buy, buy_frac, sell_frac)
+        filled = pool_fills(book.side, q, buy_kwh, sell_kwh)
         return ClearingResult(
             filled_kwh=filled,
             price=np.where(filled > 0.0, p, np.nan),

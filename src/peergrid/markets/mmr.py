@@ -48,6 +48,7 @@ from peergrid.markets.base import (
     MechanismParams,
     OrderBook,
     Side,
+    pool_fills,
 )
 
 
@@ -183,12 +184,7 @@ class MidMarketRate:
                 info=info,
             )
 
-        # The short side fills fully, the long side pro rata to its quantity.
-        if total_sell_kwh <= total_buy_kwh:
-            buy_frac, sell_frac = total_sell_kwh / total_buy_kwh, 1.0
-        else:
-            buy_frac, sell_frac = 1.0, total_buy_kwh / total_sell_kwh
-        filled_kwh = q_kwh * np.where(book.side, sell_frac, buy_frac)  # Side.BUY == 0
+        filled_kwh = pool_fills(book.side, q_kwh, total_buy_kwh, total_sell_kwh)
         price = np.where(filled_kwh > 0.0, p_mid, np.nan)
         return ClearingResult(
             filled_kwh=filled_kwh,

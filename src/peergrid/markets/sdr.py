@@ -40,6 +40,7 @@ from peergrid.markets.base import (
     MechanismParams,
     OrderBook,
     Side,
+    pool_fills,
 )
 
 
@@ -176,8 +177,7 @@ class SupplyDemandRatio:
             )
 
         # The short side fills fully, the long side pro rata to its quantity.
-        buy_frac, sell_frac = (sdr, 1.0) if sdr <= 1.0 else (1.0, 1.0 / sdr)
-        filled_kwh = q_kwh * np.where(book.side, sell_frac, buy_frac)  # Side.BUY == 0
+        filled_kwh = pool_fills(book.side, q_kwh, total_buy_kwh, total_sell_kwh)
         price = np.where(filled_kwh > 0.0, p_sell, np.nan)
         return ClearingResult(
             filled_kwh=filled_kwh,
