@@ -150,6 +150,50 @@ def pool_fills(
     return fills
 
 
+def side_totals(book: OrderBook) -> tuple[float, float]:
+    """Total buy and total sell quantity of a book [kWh]."""
+    totals = np.bincount(book.side, weights=book.quantity_kwh, minlength=2)
+    return float(totals[Side.BUY]), float(totals[Side.SELL])
+
+
+def pool_result(
+    book: OrderBook,
+    *,
+    fill_price: float,
+    buy_price: float,
+    sell_price: float,
+    info: dict[str, float],
+    clearing_price: float = float("nan"),
+) -> ClearingResult:
+    """The result of a budget-balanced community pool (SDR, MMR, bill sharing).
+
+    Every filled kWh changes hands at `fill_price` on both sides (`pool_fills`: short side full,
+    long side pro rata); nothing trades when either side is empty. The published prices are
+    reported in both cases, `clearing_price` only when energy trades.
+    """
+    total_buy_kwh, total_sell_kwh = side_totals(book)
+    if total_buy_kwh <= 0.0 or total_sell_kwh <= 0.0:
+        return ClearingResult(
+            filled_kwh=np.zeros(book.n_orders),
+            price=np.full(book.n_orders, np.nan),
+            buy_price=buy_price,
+            sell_price=sell_price,
+            pool=True,
+            info=info,
+        )
+    filled_kwh = pool_fills(book.side, book.quantity_kwh, total_buy_kwh, total_sell_kwh)
+    return ClearingResult(
+        filled_kwh=filled_kwh,
+        price=np.where(filled_kwh > 0.0, fill_price, np.nan),
+        clearing_price=clearing_price,
+        buy_price=buy_price,
+        sell_price=sell_price,
+        operator_surplus=0.0,
+        pool=True,
+        info=info,
+    )
+
+
 class MechanismParams(BaseModel):
     """Base of every mechanism's parameter model: unknown keys are an error."""
 

@@ -53,8 +53,8 @@ from peergrid.markets.base import (
     MarketContext,
     MechanismParams,
     OrderBook,
-    Side,
-    pool_fills,
+    pool_result,
+    side_totals,
 )
 
 #: Rows of the (T, P) net array processed at once: bounds the temporaries to ~8 MB per 1,000
@@ -316,31 +316,10 @@ class BillSharing:
 
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult:
         """Share one slot's net positions inside the community at the provisional prices."""
-        q_kwh = book.quantity_kwh
-        totals = np.bincount(book.side, weights=q_kwh, minlength=2)  # [Side.BUY, Side.SELL]
-        total_buy_kwh = float(totals[Side.BUY])
-        total_sell_kwh = float(totals[Side.SELL])
+        total_buy_kwh, total_sell_kwh = side_totals(book)
         p_import, p_export = _slot_prices_scalar(
             total_sell_kwh, total_buy_kwh, ctx.retail_price, ctx.feed_in_price
         )
         info = {"total_buy_kwh": total_buy_kwh, "total_sell_kwh": total_sell_kwh}
-        if total_buy_kwh <= 0.0 or total_sell_kwh <= 0.0:
-            return ClearingResult(
-                filled_kwh=np.zeros(book.n_orders),
-                price=np.full(book.n_orders, np.nan),
-                buy_price=p_import,
-                sell_price=p_export,
-                pool=True,
-                info=info,
-            )
-        filled_kwh = pool_fills(book.side, q_kwh, total_buy_kwh, total_sell_kwh)
-        price = np.where(filled_kwh > 0.0, 0.0, np.nan)
-        return ClearingResult(
-            filled_kwh=filled_kwh,
-            price=price,
-            buy_price=p_import,
-            sell_price=p_export,
-            operator_surplus=0.0,
-            pool=True,
-            info=info,
-        )
+        # shared energy is free: the remainders at the tariff make each side's one-slot price
+        return pool_result(book, fill_price=0.0, buy_price=p_import, sell_price=p_export, info=info)

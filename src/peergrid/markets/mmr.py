@@ -47,8 +47,8 @@ from peergrid.markets.base import (
     MarketContext,
     MechanismParams,
     OrderBook,
-    Side,
-    pool_fills,
+    pool_result,
+    side_totals,
 )
 
 
@@ -160,10 +160,7 @@ class MidMarketRate:
 
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult:
         """Price one slot's net positions and fill them against the pool."""
-        q_kwh = book.quantity_kwh
-        totals = np.bincount(book.side, weights=q_kwh, minlength=2)  # [Side.BUY, Side.SELL]
-        total_buy_kwh = float(totals[Side.BUY])
-        total_sell_kwh = float(totals[Side.SELL])
+        total_buy_kwh, total_sell_kwh = side_totals(book)
         p_sell, p_buy = _mmr_prices_scalar(
             total_sell_kwh, total_buy_kwh, ctx.retail_price, ctx.feed_in_price
         )
@@ -173,26 +170,12 @@ class MidMarketRate:
             "total_sell_kwh": total_sell_kwh,
             "mid_price": p_mid,
         }
-
-        if total_buy_kwh <= 0.0 or total_sell_kwh <= 0.0:
-            return ClearingResult(
-                filled_kwh=np.zeros(book.n_orders),
-                price=np.full(book.n_orders, np.nan),
-                buy_price=p_buy,
-                sell_price=p_sell,
-                pool=True,
-                info=info,
-            )
-
-        filled_kwh = pool_fills(book.side, q_kwh, total_buy_kwh, total_sell_kwh)
-        price = np.where(filled_kwh > 0.0, p_mid, np.nan)
-        return ClearingResult(
-            filled_kwh=filled_kwh,
-            price=price,
-            clearing_price=p_mid,
+        # every shared kWh at p_mid: the only price giving each side its all-in MMR price
+        return pool_result(
+            book,
+            fill_price=p_mid,
             buy_price=p_buy,
             sell_price=p_sell,
-            operator_surplus=0.0,
-            pool=True,
             info=info,
+            clearing_price=p_mid,
         )

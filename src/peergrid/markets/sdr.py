@@ -39,8 +39,8 @@ from peergrid.markets.base import (
     MarketContext,
     MechanismParams,
     OrderBook,
-    Side,
-    pool_fills,
+    pool_result,
+    side_totals,
 )
 
 
@@ -158,33 +158,9 @@ class SupplyDemandRatio:
 
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult:
         """Price one slot's net positions and fill them against the pool."""
-        q_kwh = book.quantity_kwh
-        totals = np.bincount(book.side, weights=q_kwh, minlength=2)  # [Side.BUY, Side.SELL]
-        total_buy_kwh = float(totals[Side.BUY])
-        total_sell_kwh = float(totals[Side.SELL])
+        total_buy_kwh, total_sell_kwh = side_totals(book)
         sdr = total_sell_kwh / total_buy_kwh if total_buy_kwh > 0.0 else float("inf")
         p_sell, p_buy = _sdr_prices_scalar(sdr, ctx.retail_price, ctx.feed_in_price)
         info = {"sdr": sdr, "total_buy_kwh": total_buy_kwh, "total_sell_kwh": total_sell_kwh}
-
-        if total_buy_kwh <= 0.0 or total_sell_kwh <= 0.0:
-            return ClearingResult(
-                filled_kwh=np.zeros(book.n_orders),
-                price=np.full(book.n_orders, np.nan),
-                buy_price=p_buy,
-                sell_price=p_sell,
-                pool=True,
-                info=info,
-            )
-
-        # The short side fills fully, the long side pro rata to its quantity.
-        filled_kwh = pool_fills(book.side, q_kwh, total_buy_kwh, total_sell_kwh)
-        price = np.where(filled_kwh > 0.0, p_sell, np.nan)
-        return ClearingResult(
-            filled_kwh=filled_kwh,
-            price=price,
-            buy_price=p_buy,
-            sell_price=p_sell,
-            operator_surplus=0.0,
-            pool=True,
-            info=info,
-        )
+        # every shared kWh at p_sell: a buyer's all-in price is then exactly p_buy
+        return pool_result(book, fill_price=p_sell, buy_price=p_buy, sell_price=p_sell, info=info)
