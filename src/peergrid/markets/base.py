@@ -76,6 +76,38 @@ class OrderBook:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class NetworkView:
+    """What a mechanism may know of the distribution network in one slot.
+
+    Built by the engine when the scenario has a network; `MarketContext.network` is None
+    otherwise. Indices: P participants (`OrderBook.participant` values), N buses, M monitored
+    buses, K monitored branches. Sensitivities are those of the linearised feeder
+    (`peergrid.network.linear`), per kW of power injected during the slot.
+
+    Attributes:
+        bus_of: bus of every participant, (P,).
+        pair_fee_per_kwh: network usage charge for one kWh sold by participant i to participant
+            j [currency/kWh], (P, P); zeros without network charges.
+        dv_dp_pu_per_kw: ∂v/∂p of the monitored buses, (M, N) [pu/kW].
+        ptdf: ∂(branch flow)/∂p of the monitored branches, (K, N) [kW/kW].
+        v_base_pu: voltages of the monitored buses before any order is executed, (M,).
+        flow_base_kw: flows of the monitored branches before any order is executed, (K,).
+        rating_kw: active-power limit of every monitored branch [kW], (K,).
+        v_min_pu, v_max_pu: voltage limits [pu].
+    """
+
+    bus_of: IntArray
+    pair_fee_per_kwh: FloatArray
+    dv_dp_pu_per_kw: FloatArray
+    ptdf: FloatArray
+    v_base_pu: FloatArray
+    flow_base_kw: FloatArray
+    rating_kw: FloatArray
+    v_min_pu: float
+    v_max_pu: float
+
+
 @dataclass(frozen=True)
 class MarketContext:
     """What a mechanism may know besides the book, for one slot.
@@ -86,12 +118,14 @@ class MarketContext:
         dt_h: slot length [h].
         slot: index of the slot on the run's grid (0 for a lone book); lets a stateless
             mechanism draw different seeded randomness in every slot.
+        network: the network as the operator shows it to the market, or None.
     """
 
     retail_price: float
     feed_in_price: float
     dt_h: float = 0.25
     slot: int = 0
+    network: NetworkView | None = None
 
 
 @dataclass(frozen=True, eq=False)
