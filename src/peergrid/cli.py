@@ -59,6 +59,39 @@ def _kpi_table(summary: dict[str, Any]) -> Table:
         ("fairness (Jain)", f"{k['fairness_jain']:.3f}", ""),
         ("participants worse off", f"{k['participants_worse_off']}", ""),
     ]
+    net = summary.get("network")
+    if net is not None:
+        b = net["baseline"]
+        lim = net["limits"]
+        rows += [
+            (
+                f"voltage range [{lim['v_min_pu']}–{lim['v_max_pu']} pu]",
+                f"{net['min_voltage_pu']:.3f}–{net['max_voltage_pu']:.3f} pu",
+                f"{b['min_voltage_pu']:.3f}–{b['max_voltage_pu']:.3f} pu",
+            ),
+            (
+                "slots with voltage violation",
+                f"{net['voltage_violation_slots']}",
+                f"{b['voltage_violation_slots']}",
+            ),
+            ("slots with overload", f"{net['overload_slots']}", f"{b['overload_slots']}"),
+            ("network losses", f"{net['losses_kwh']:,.1f} kWh", f"{b['losses_kwh']:,.1f} kWh"),
+            ("PV curtailed", f"{net['curtailed_kwh']:,.1f} kWh", f"{b['curtailed_kwh']:,.1f} kWh"),
+        ]
+        free = net.get("unconstrained")
+        if free is not None:
+            rows += [
+                (
+                    "unconstrained P2P: violations",
+                    f"{free['voltage_violation_slots']} slots, max {free['max_voltage_pu']:.3f} pu",
+                    "",
+                ),
+                (
+                    "unconstrained P2P: savings",
+                    f"{free['savings']:,.2f} {cur} ({free['savings_pct']:.1f} %)",
+                    "",
+                ),
+            ]
     for row in rows:
         table.add_row(*row)
     table.caption = (
@@ -228,6 +261,20 @@ def cmd_ems(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_feeders(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.network.feeders import builtin_feeders
+
+    table = Table(title="built-in feeders (scenario: \\[network] feeder = NAME)")
+    table.add_column("feeder")
+    table.add_column("description")
+    table.add_column("source")
+    for info in builtin_feeders():
+        table.add_row(info.name, info.description, info.source)
+    table.caption = 'or [network] file = "my-grid.json" (pandapower JSON); needs peergrid[network]'
+    console.print(table)
+    return 0
+
+
 def cmd_weather(args: argparse.Namespace, console: Console) -> int:
     from peergrid.data.weather import WEATHER_SOURCES
 
@@ -304,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("markets", help="list market mechanisms").set_defaults(func=cmd_markets)
     sub.add_parser("ems", help="list EMS policies").set_defaults(func=cmd_ems)
     sub.add_parser("weather", help="list offline weather sources").set_defaults(func=cmd_weather)
+    sub.add_parser("feeders", help="list built-in LV feeders").set_defaults(func=cmd_feeders)
     return parser
 
 

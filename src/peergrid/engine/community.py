@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +36,9 @@ from peergrid.scenario.schema import ParticipantSpec, Scenario, hhmm_to_hours
 from peergrid.scenario.tariff import feed_in_price_per_kwh, retail_price_per_kwh
 from peergrid.timegrid import SlotGrid, make_grid
 
+if TYPE_CHECKING:
+    from peergrid.engine.network import NetworkSetup
+
 FloatArray = NDArray[np.float64]
 
 
@@ -51,6 +55,7 @@ class Community:
     retail_price: FloatArray  # (T,) [currency/kWh]
     feed_in_price: FloatArray  # (T,) [currency/kWh]
     daily_charge: float  # per participant and local day [currency]
+    network: NetworkSetup | None = None  # the feeder, when the scenario has a [network]
 
     @property
     def n_participants(self) -> int:

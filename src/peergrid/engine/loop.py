@@ -13,7 +13,7 @@ from peergrid.assets.params import THERMAL_NONE
 from peergrid.ems.base import EmsPolicy, slot_view
 from peergrid.engine.community import Community
 from peergrid.engine.step import slot_step
-from peergrid.markets.base import Mechanism, Side
+from peergrid.markets.base import Mechanism, NetworkView, Side
 
 FloatArray = NDArray[np.float64]
 
@@ -88,8 +88,10 @@ def run_slots(
     mechanism: Mechanism | None,
     on_progress: ProgressFn | None = None,
     progress_every: int = 512,
+    network: NetworkView | None = None,
 ) -> Recorded:
-    """Run every slot of the community's grid and record what happened."""
+    """Run every slot of the community's grid and record what happened. `network` is passed to
+    the market in every slot (see `slot_step`)."""
     grid = community.grid
     prof = community.profiles
     assets = community.assets
@@ -106,7 +108,7 @@ def run_slots(
     s = series  # short local names: this is the hot loop
     for t in range(n_t):
         inputs, forecast = slot_view(prof, retail, feed_in, t, horizon, dt_h)
-        state, out = slot_step(policy, mechanism, state, inputs, forecast, assets)
+        state, out = slot_step(policy, mechanism, state, inputs, forecast, assets, network)
         d, st, cl = out.dispatch, out.settlement, out.clearing
         s["demand_kwh"][t] = d.demand_kwh
         s["generation_kwh"][t] = d.generation_kwh

@@ -187,6 +187,16 @@ class SimulationResult:
             if writer is not None:
                 writer.close()
         self.trades.to_parquet(d / "trades.parquet", index=False)
+        network = self.extra.get("network")
+        if network is not None:
+            from peergrid.engine.network import network_json, network_table
+
+            times = self.community.grid.starts_utc
+            table = network_table(network.setup, network.flows, times)
+            pq.write_table(table, d / "network.parquet", compression="zstd")
+            (d / "network.json").write_text(
+                network_json(network.setup, list(self.community.names)), "utf-8"
+            )
         self.prices.to_parquet(d / "prices.parquet", index=False)
         self.participants.to_csv(d / "participants.csv", index=False, float_format="%.6f")
         header = (

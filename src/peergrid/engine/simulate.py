@@ -33,6 +33,10 @@ def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
     site = weather_site(scenario.location.weather)
     station = (site.latitude, site.longitude, site.altitude_m) if site is not None else None
     resolved = resolve(scenario, station)
+    if resolved.network is not None:
+        from peergrid.engine.network import resolve_buses
+
+        resolved = resolve_buses(resolved, scenario.base_dir)
     if resolved.data is not None and scenario.base_dir is not None:
         # absolute, so that scenario.resolved.toml finds the same file from the run directory
         meter = (scenario.base_dir / resolved.data.meter_file).resolve()
@@ -89,23 +93,54 @@ def simulate(
             params = getattr(mechanism, "ems_params", lambda: None)()
         return make_policy(name, params, n, child_rng(resolved.seed, "ems"))
 
-    policy = policy_named(run_ems)
+    grid_ctx = None
+    if resolved.network is not None:
+        from peergrid.engine import network as netmod
+
+        setup = community.network
+        if setup is None:
+            setup = netmod.build_setup(resolved, scenario.base_dir)
+            community = dataclasses.replace(community, network=setup)
+        assert setup is not None
+        grid_ctx = netmod.RunNetwork.prepare(setup, community)
+
+    def policy_for(name: str, *, p2p: bool) -> Any:
+        policy = policy_named(name)
+        if grid_ctx is not None:
+            policy = grid_ctx.wrap(policy, p2p=p2p)
+        return policy
+
+    policy = policy_for(run_ems, p2p=True)
     t_build = time.perf_counter()
-    recorded = run_slots(community, policy, mechanism, on_progress)
+    view = grid_ctx.view if grid_ctx is not None else None
+    recorded = run_slots(community, policy, mechanism, on_progress, network=view)
+    base_rec = recorded
     if policy.observes_market or run_ems != own_ems:
-        base_run = run_slots(community, policy_named(own_ems), None)
-        base_net = base_run.series["net_kwh"]
-    else:
-        base_net = recorded.series["net_kwh"]
+        base_rec = run_slots(community, policy_for(own_ems, p2p=False), None)
+    base_net = base_rec.series["net_kwh"]
     baseline = _baseline(community, base_net)
+    baseline["generation_kwh"] = base_rec.series["generation_kwh"]
     period_cost = None
     settle = getattr(mechanism, "settle_period", None)
     if settle is not None:  # bill sharing, coordinated allocation rules: priced after the fact
         period_cost = settle(
             recorded.series["net_kwh"], community.retail_price, community.feed_in_price
         )
+    network_out = None
+    if grid_ctx is not None:
+        network_out = grid_ctx.after_run(community, recorded, baseline)
     t_run = time.perf_counter()
-    summary, participants = summarise(community, recorded, baseline, period_cost)
+    summary, participants = summarise(
+        community,
+        recorded,
+        baseline,
+        period_cost,
+        None if network_out is None else network_out.charges(),
+    )
+    if network_out is not None:
+        network_out.amend(summary, participants)
+        if resolved.network is not None and resolved.network.compare_unconstrained:
+            network_out.compare(summary, _unconstrained(scenario, resolved, market, community))
     runtime = time.perf_counter() - t0
     summary["runtime_s"] = round(runtime, 3)
     summary["ems"] = run_ems
@@ -125,7 +160,31 @@ def simulate(
         baseline=baseline,
         summary=summary,
         participants=participants,
+        extra={} if network_out is None else {"network": network_out},
     )
+
+
+def _unconstrained(
+    scenario: Scenario, resolved: Scenario, market: str | None, community: Community
+) -> dict[str, Any]:
+    """Summary of the same run without the operator's network rules (envelopes, caps,
+    permissioning, network constraints): what unconstrained P2P would do to the feeder."""
+    assert resolved.network is not None
+    free = resolved.network.model_copy(
+        update={
+            "envelopes": "none",
+            "export_limit_kw": None,
+            "import_limit_kw": None,
+            "permissioning": False,
+            "coordinated_constraints": False,
+            "compare_unconstrained": False,
+        }
+    )
+    other = scenario.model_copy(update={"network": free}).with_base_dir(scenario.base_dir)
+    setup = community.network
+    assert setup is not None
+    same = dataclasses.replace(community, network=dataclasses.replace(setup, spec=free))
+    return simulate(other, market=market, community=same).summary
 
 
 def _baseline(community: Community, net_kwh: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,11 +215,14 @@ def summarise(
     rec: Recorded,
     baseline: dict[str, np.ndarray],
     period_cost: np.ndarray | None = None,
+    network_cost: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """The summary dict and the per-participant table.
 
     `period_cost` (P,) replaces the sum of per-slot costs for mechanisms that settle the whole
-    period after the fact; the difference is reported as `period_adjustment`.
+    period after the fact; the difference is reported as `period_adjustment`. `network_cost`
+    (P,) is what each participant pays the network operator for its trades (usage and loss
+    charges), part of its bill.
     """
     import pandas as pd
 
@@ -172,6 +234,8 @@ def summarise(
     slot_cost = s["cost"].sum(axis=0)
     energy_cost = slot_cost if period_cost is None else np.asarray(period_cost, dtype=float)
     bill = energy_cost + fixed
+    if network_cost is not None:
+        bill = bill + network_cost
     baseline_bill = baseline["cost"].sum(axis=0) + fixed
     saving = baseline_bill - bill
     a = community.assets

@@ -11,7 +11,7 @@ from typing import Any
 
 from peergrid.assets.params import AssetParams
 from peergrid.ems.base import Dispatch, EmsPolicy, Forecast, SlotInputs
-from peergrid.markets.base import ClearingResult, MarketContext, Mechanism, OrderBook
+from peergrid.markets.base import ClearingResult, MarketContext, Mechanism, NetworkView, OrderBook
 from peergrid.settlement.slot import FloatArray, SlotSettlement, orders_from_net, settle_slot
 
 
@@ -33,8 +33,10 @@ def slot_step(
     inputs: SlotInputs,
     forecast: Forecast,
     assets: AssetParams,
+    network: NetworkView | None = None,
 ) -> tuple[Any, SlotOutcome]:
-    """Advance one slot. `mechanism=None` means no market: everyone deals with the retailer."""
+    """Advance one slot. `mechanism=None` means no market: everyone deals with the retailer.
+    `network` is what the network operator shows the market (None without a feeder)."""
     state, dispatch = policy.step(state, inputs, forecast, assets)
     net = dispatch.net_kwh
     book = orders_from_net(net, dispatch.buy_limit_price, dispatch.sell_limit_price)
@@ -46,6 +48,7 @@ def slot_step(
             feed_in_price=inputs.feed_in_price,
             dt_h=inputs.dt_h,
             slot=inputs.t,
+            network=network,
         )
         clearing = mechanism.clear(book, ctx)
     settlement = settle_slot(net, book, clearing, inputs.retail_price, inputs.feed_in_price)

@@ -9,6 +9,7 @@ file (`pandapower.to_json`), optionally gzipped.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import warnings
 from collections.abc import Callable
@@ -138,6 +139,13 @@ def load_network(feeder: str | None = None, file: Path | None = None) -> tuple[A
     if feeder not in _BUILTINS:
         known = ", ".join(_BUILTINS)
         raise InputError(f"unknown feeder '{feeder}' (built-in: {known})")
+    return _load_builtin(feeder)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_builtin(name: str) -> tuple[Any, Feeder]:
+    """A built-in feeder, parsed once per process (1–2 s each). Callers must not modify the
+    returned network: whoever changes it works on a deep copy."""
     _pp()
-    net = _BUILTINS[feeder][1]()
-    return net, feeder_from_pandapower(net, feeder, f"feeder {feeder}")
+    net = _BUILTINS[name][1]()
+    return net, feeder_from_pandapower(net, name, f"feeder {name}")

@@ -127,6 +127,74 @@ class EmsSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ChargesSpec(Strict):
+    """Network usage charges on P2P trades, paid to the network operator (Baroche et al. 2019)."""
+
+    kind: Literal["none", "uniform", "distance", "zonal"] = Field(
+        "none", description="uniform per kWh, by electrical distance, or on inter-zone trades"
+    )
+    fee_per_kwh: float = Field(
+        0.0, ge=0, le=10, description="uniform fee, or the inter-zone fee [currency/kWh]"
+    )
+    fee_per_kwh_per_ohm: float = Field(
+        0.0, ge=0, le=100, description="distance fee per kWh and ohm of electrical distance"
+    )
+    intra_zone_fee_per_kwh: float = Field(0.0, ge=0, le=10, description="fee inside a zone")
+    payer: Literal["buyer", "seller", "split"] = Field("split", description="who pays the fee")
+
+
+class NetworkSpec(Strict):
+    """The distribution feeder the participants sit on, its limits and the operator's rules."""
+
+    feeder: str | None = Field(None, description="built-in feeder (see `peergrid feeders`)")
+    file: str | None = Field(
+        None, description="pandapower JSON network, relative to the scenario file"
+    )
+    buses: dict[str, int] = Field(
+        default_factory=dict,
+        description="participant name → pandapower bus index; the others are placed by seed "
+        "on household connection points",
+    )
+    v_min_pu: float = Field(0.94, gt=0.5, lt=1.0, description="lower voltage limit [pu]")
+    v_max_pu: float = Field(1.10, gt=1.0, lt=1.5, description="upper voltage limit [pu]")
+    max_loading_pct: float = Field(100.0, gt=0, le=500, description="line/transformer limit")
+    load_power_factor: float = Field(
+        0.95, gt=0.5, le=1.0, description="power factor of imports (lagging); exports at 1"
+    )
+    export_limit_kw: float | None = Field(
+        None, gt=0, description="static export cap per connection point [kW]"
+    )
+    import_limit_kw: float | None = Field(
+        None, gt=0, description="static import cap per connection point [kW]"
+    )
+    envelopes: Literal["none", "dynamic"] = Field(
+        "none", description="dynamic operating envelopes computed by the network operator"
+    )
+    permissioning: bool = Field(
+        True, description="the operator blocks CDA trades that would breach a limit"
+    )
+    coordinated_constraints: bool = Field(
+        True, description="the coordinated market schedules with LinDistFlow constraints"
+    )
+    charges: ChargesSpec = Field(default_factory=ChargesSpec)
+    loss_allocation: bool = Field(
+        True, description="allocate losses to trades with bilateral exchange coefficients"
+    )
+    compare_unconstrained: bool = Field(
+        False,
+        description="also run P2P without envelopes, permissioning and network constraints "
+        "and report its voltages and savings",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NetworkSpec:
+        if (self.feeder is None) == (self.file is None):
+            raise ValueError("give exactly one of 'feeder' (built-in) or 'file' (pandapower JSON)")
+        if self.v_min_pu >= self.v_max_pu:
+            raise ValueError("v_min_pu must be below v_max_pu")
+        return self
+
+
 class DataSpec(Strict):
     """User meter data: participants named in the file take demand and PV from it."""
 
@@ -369,6 +437,7 @@ class Scenario(Strict):
     market: MarketSpec = Field(default_factory=MarketSpec)
     ems: EmsSpec = Field(default_factory=EmsSpec)
     data: DataSpec | None = None
+    network: NetworkSpec | None = None
     participants: list[ParticipantSpec] = Field(default_factory=list)
     groups: list[GroupSpec] = Field(default_factory=list)
 
@@ -395,4 +464,8 @@ class Scenario(Strict):
             if name in seen:
                 raise ValueError(f"participants[{i}].name: duplicate name {name!r}")
             seen.add(name)
+        if self.network is not None and self.network.buses and not self.groups:
+            unknown = sorted(set(self.network.buses) - seen)
+            if unknown:
+                raise ValueError(f"network.buses: unknown participant {unknown[0]!r}")
         return self

@@ -1,0 +1,626 @@
+"""The network side of a run: the feeder the community sits on, what the operator shows the
+market, and the power flow of every slot after the run.
+
+The physical coupling is one-way within a slot: participants' net positions (after the EMS and
+any envelope) set the bus injections; the power flow of all slots runs once, batched, after the
+slot loop (`flow_of`). The operator's rules that act during the run (envelopes, permissioning,
+network constraints of the coordinated market) use the linearised feeder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from peergrid.engine.loop import POOL
+from peergrid.markets.base import NetworkView
+from peergrid.network.feeder import Feeder, FloatArray, IntArray
+from peergrid.network.feeders import load_network
+from peergrid.network.linear import LinearFeeder, linearise, loss_sensitivity
+from peergrid.network.mapping import assign_buses
+from peergrid.network.powerflow import FlowResult, PgmPowerFlow
+from peergrid.scenario.schema import NetworkSpec, Scenario
+from peergrid.timegrid import epoch_ns
+
+#: Float tolerance on limits, so a voltage of exactly v_max is not a violation [pu, %].
+V_TOL_PU = 1e-9
+LOADING_TOL_PCT = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkSetup:
+    """A run's feeder, mapping and operator models (built once per run)."""
+
+    spec: NetworkSpec
+    net: Any  # the pandapower network as loaded (participants' loads are added on save)
+    feeder: Feeder
+    lin: LinearFeeder
+    flow: PgmPowerFlow
+    bus_of: IntArray  # (P,)
+    tan_phi: float  # reactive power per kW of import [kvar/kW]
+
+    @property
+    def n_bus(self) -> int:
+        return self.feeder.n_bus
+
+
+def load_setup(spec: NetworkSpec, base_dir: Path | None) -> tuple[Any, Feeder]:
+    """The pandapower network and feeder a scenario's `[network]` names."""
+    if spec.file is not None:
+        path = Path(spec.file)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return load_network(file=path)
+    return load_network(feeder=spec.feeder)
+
+
+def resolve_buses(scenario: Scenario, base_dir: Path | None) -> Scenario:
+    """The scenario with every participant's bus written out (pandapower bus indices), so that
+    scenario.resolved.toml repeats the placement without the seed."""
+    spec = scenario.network
+    if spec is None:
+        return scenario
+    _, feeder = load_setup(spec, base_dir)
+    names = [p.name for p in scenario.participants]
+    bus_of = assign_buses(feeder, names, spec.buses, scenario.seed)
+    buses = {n: int(feeder.bus_ids[b]) for n, b in zip(names, bus_of, strict=True)}
+    update: dict[str, Any] = {"buses": buses}
+    if spec.file is not None and base_dir is not None and not Path(spec.file).is_absolute():
+        update["file"] = str((base_dir / spec.file).resolve())
+    return scenario.model_copy(update={"network": spec.model_copy(update=update)})
+
+
+def build_setup(scenario: Scenario, base_dir: Path | None) -> NetworkSetup | None:
+    """The run's network models, or None when the scenario has no `[network]`."""
+    spec = scenario.network
+    if spec is None:
+        return None
+    net, feeder = load_setup(spec, base_dir)
+    names = [p.name for p in scenario.participants]
+    bus_of = assign_buses(feeder, names, spec.buses, scenario.seed)
+    return NetworkSetup(
+        spec=spec,
+        net=net,
+        feeder=feeder,
+        lin=linearise(feeder),
+        flow=PgmPowerFlow(feeder, net),
+        bus_of=bus_of,
+        tan_phi=float(np.tan(np.arccos(spec.load_power_factor))),
+    )
+
+
+def bus_injections(
+    setup: NetworkSetup, net_kwh: FloatArray, dt_h: float
+) -> tuple[FloatArray, FloatArray]:
+    """Participants' net positions (T, P) [kWh/slot] → bus injections p, q (T, N) [kW, kvar].
+
+    Exports at unity power factor, imports at the scenario's load power factor (lagging)."""
+    n_t = net_kwh.shape[0]
+    p_part = net_kwh / dt_h
+    q_part = -setup.tan_phi * np.maximum(-p_part, 0.0)
+    p = np.zeros((n_t, setup.n_bus))
+    q = np.zeros((n_t, setup.n_bus))
+    for k, bus in enumerate(np.unique(setup.bus_of)):
+        members = np.flatnonzero(setup.bus_of == bus)
+        p[:, bus] = p_part[:, members].sum(axis=1)
+        q[:, bus] = q_part[:, members].sum(axis=1)
+        del k
+    return p, q
+
+
+def flow_of(setup: NetworkSetup, net_kwh: FloatArray, dt_h: float) -> FlowResult:
+    """AC power flow of every slot for the given net positions (the fast batched path)."""
+    p, q = bus_injections(setup, net_kwh, dt_h)
+    return setup.flow.run(p, q)
+
+
+def market_view(setup: NetworkSetup, pair_fee_per_kwh: FloatArray | None) -> NetworkView:
+    """What the operator shows the market: linear sensitivities of the LV buses and of the
+    rated branches, the no-order state and the limits (the same in every slot)."""
+    f = setup.feeder
+    spec = setup.spec
+    mon_bus = f.lv_buses
+    mon_branch = f.monitored_branches
+    n_p = setup.bus_of.size
+    return NetworkView(
+        bus_of=setup.bus_of,
+        pair_fee_per_kwh=np.zeros((n_p, n_p)) if pair_fee_per_kwh is None else pair_fee_per_kwh,
+        dv_dp_pu_per_kw=setup.lin.dv_dp_pu_per_kw[mon_bus],
+        ptdf=setup.lin.ptdf[mon_branch],
+        v_base_pu=setup.lin.v0_pu[mon_bus],
+        flow_base_kw=np.zeros(mon_branch.size),
+        rating_kw=f.rating_kva[mon_branch] * spec.max_loading_pct / 100.0,
+        v_min_pu=spec.v_min_pu,
+        v_max_pu=spec.v_max_pu,
+    )
+
+
+def network_kpis(setup: NetworkSetup, flow: FlowResult, dt_h: float) -> dict[str, Any]:
+    """Voltage, loading and loss KPIs of one run over the LV buses and rated branches."""
+    f = setup.feeder
+    spec = setup.spec
+    v = flow.v_pu[:, f.lv_buses]
+    load = flow.loading_pct[:, f.monitored_branches]
+    v_bad = (v < spec.v_min_pu - V_TOL_PU) | (v > spec.v_max_pu + V_TOL_PU)
+    over = load > spec.max_loading_pct + LOADING_TOL_PCT
+    return {
+        "min_voltage_pu": round(float(v.min()), 5),
+        "max_voltage_pu": round(float(v.max()), 5),
+        "voltage_violation_slots": int(v_bad.any(axis=1).sum()),
+        "undervoltage_slots": int((v < spec.v_min_pu - V_TOL_PU).any(axis=1).sum()),
+        "overvoltage_slots": int((v > spec.v_max_pu + V_TOL_PU).any(axis=1).sum()),
+        "overload_slots": int(over.any(axis=1).sum()),
+        "max_loading_pct": round(float(load.max()), 3) if load.size else 0.0,
+        "losses_kwh": round(float(flow.losses_kw.sum() * dt_h), 4),
+        "worst_bus": str(f.bus_names[f.lv_buses[int(np.argmax(v.max(axis=0)))]]),
+    }
+
+
+def network_table(setup: NetworkSetup, flows: dict[str, FlowResult], times: Any) -> pa.Table:
+    """network.parquet in long form: one row per (case, slot, element).
+
+    Buses (LV) carry `v_pu`, branches (lines, transformers) carry `loading_pct` and
+    `p_from_kw`; the other columns are null. `case` is "p2p" or "baseline"."""
+    f = setup.feeder
+    lv = f.lv_buses
+    br = f.monitored_branches
+    labels_bus = np.asarray([f"bus {int(b)}" for b in f.bus_ids[lv]])
+    labels_br = np.asarray(f.branch_labels)[br]
+    parts = []
+    n_t = len(times)
+    t_ns = epoch_ns(pd.DatetimeIndex(times))
+    for case, flow in flows.items():
+        nb, nr = lv.size, br.size
+        time_col = np.concatenate([np.repeat(t_ns, nb), np.repeat(t_ns, nr)])
+        elem = np.concatenate([np.tile(labels_bus, n_t), np.tile(labels_br, n_t)])
+        kind = np.concatenate(
+            [np.full(n_t * nb, "bus"), np.repeat(f.branch_kind[br][None, :], n_t, 0).ravel()]
+        )
+        v = np.concatenate([flow.v_pu[:, lv].ravel(), np.full(n_t * nr, np.nan)])
+        ld = np.concatenate([np.full(n_t * nb, np.nan), flow.loading_pct[:, br].ravel()])
+        pf = np.concatenate([np.full(n_t * nb, np.nan), flow.p_from_kw[:, br].ravel()])
+        parts.append(
+            pa.table(
+                {
+                    "case": pa.array(np.full(time_col.size, case)).dictionary_encode(),
+                    "time": pa.array(time_col, type=pa.timestamp("ns", tz="UTC")),
+                    "kind": pa.array(kind).dictionary_encode(),
+                    "element": pa.array(elem).dictionary_encode(),
+                    "v_pu": pa.array(v, from_pandas=True),
+                    "loading_pct": pa.array(ld, from_pandas=True),
+                    "p_from_kw": pa.array(pf, from_pandas=True),
+                }
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def network_json(setup: NetworkSetup, names: list[str]) -> str:
+    """The pandapower network actually used, as pandapower JSON: the source network's loads and
+    static generators are replaced by one load per participant (named after it, at its bus,
+    zero power), so `pandapower.from_json` gives the network with the participant → bus
+    mapping in `net.load[["name", "bus"]]`."""
+    import copy
+    import warnings
+
+    import pandapower as pp
+
+    net = copy.deepcopy(setup.net)
+    net.load.drop(net.load.index, inplace=True)
+    for table in ("sgen", "storage"):
+        if table in net and len(net[table]):
+            net[table].drop(net[table].index, inplace=True)
+    for name, bus in zip(names, setup.bus_of.tolist(), strict=True):
+        pp.create_load(net, bus=int(setup.feeder.bus_ids[bus]), p_mw=0.0, name=name)
+    for key in list(net.keys()):
+        if key.startswith("res_") and hasattr(net[key], "drop"):
+            net[key] = net[key].iloc[0:0]
+    net["peergrid"] = pd.DataFrame(
+        {
+            "participant": names,
+            "bus": setup.feeder.bus_ids[setup.bus_of],
+            "v_min_pu": setup.spec.v_min_pu,
+            "v_max_pu": setup.spec.v_max_pu,
+            "max_loading_pct": setup.spec.max_loading_pct,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return str(pp.to_json(net))
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkOutput:
+    """What the network did in a run and what the operator charged for it."""
+
+    setup: NetworkSetup
+    flows: dict[str, FlowResult]  # "p2p", "baseline"
+    dt_h: float
+    curtailed_kwh: dict[str, FloatArray]  # (T, P) per case
+    envelope_kind: str
+    export_limit_kwh: FloatArray | None
+    import_limit_kwh: FloatArray | None
+    network_charge: FloatArray  # (P,) [currency]
+    loss_kwh: FloatArray  # (P,) losses allocated to each participant [kWh]
+    loss_p2p_kwh: float
+    loss_grid_kwh: float
+    loss_charge: FloatArray  # (P,) [currency]
+    import_excess_kwh: float
+    timing_s: float
+
+    def charges(self) -> FloatArray:
+        """What each participant pays the network operator for its trades [currency], (P,)."""
+        return self.network_charge + self.loss_charge
+
+    def kpis(self, case: str) -> dict[str, Any]:
+        out = network_kpis(self.setup, self.flows[case], self.dt_h)
+        out["curtailed_kwh"] = round(float(self.curtailed_kwh[case].sum()), 4)
+        return out
+
+    def amend(self, summary: dict[str, Any], participants: pd.DataFrame) -> None:
+        """Add the network block to summary.json and per-participant columns."""
+        f = self.setup.feeder
+        spec = self.setup.spec
+        block: dict[str, Any] = {
+            "feeder": f.name,
+            "buses": f.n_bus,
+            "lv_buses": int(f.lv_buses.size),
+            "branches": int(f.monitored_branches.size),
+            "limits": {
+                "v_min_pu": spec.v_min_pu,
+                "v_max_pu": spec.v_max_pu,
+                "max_loading_pct": spec.max_loading_pct,
+            },
+            "envelopes": self.envelope_kind,
+            **self.kpis("p2p"),
+            "baseline": self.kpis("baseline"),
+            "network_charges": round(float(self.network_charge.sum()), 4),
+            "loss_charges": round(float(self.loss_charge.sum()), 4),
+            "losses_allocated_p2p_kwh": round(self.loss_p2p_kwh, 4),
+            "losses_allocated_grid_kwh": round(self.loss_grid_kwh, 4),
+            "import_above_envelope_kwh": round(self.import_excess_kwh, 4),
+            "power_flow_s": round(self.timing_s, 3),
+        }
+        summary["network"] = block
+        summary["energy"]["curtailed_kwh"] = block["curtailed_kwh"]
+        summary["cost"]["network_charges"] = block["network_charges"]
+        summary["cost"]["loss_charges"] = block["loss_charges"]
+        participants["bus"] = f.bus_ids[self.setup.bus_of]
+        participants["curtailed_kwh"] = self.curtailed_kwh["p2p"].sum(axis=0)
+        participants["network_charge"] = self.network_charge
+        participants["allocated_loss_kwh"] = self.loss_kwh
+        participants["loss_charge"] = self.loss_charge
+
+    def compare(self, summary: dict[str, Any], unconstrained: dict[str, Any]) -> None:
+        """Record what P2P without the operator's network rules did, for comparison."""
+        net = unconstrained["network"]
+        summary["network"]["unconstrained"] = {
+            key: net[key]
+            for key in (
+                "min_voltage_pu",
+                "max_voltage_pu",
+                "voltage_violation_slots",
+                "overload_slots",
+                "max_loading_pct",
+                "losses_kwh",
+                "curtailed_kwh",
+            )
+        } | {
+            "savings": unconstrained["cost"]["savings"],
+            "savings_pct": unconstrained["cost"]["savings_pct"],
+        }
+
+
+def _capabilities(community: Any, dt_h: float) -> tuple[FloatArray, FloatArray]:
+    """What each connection could export / import in each slot at most [kW], (T, P): the
+    operator's forecast for the envelopes (perfect foresight of PV and base demand)."""
+    a = community.assets
+    prof = community.profiles
+    ev_kw = a.ev.power_kw[None, :] * prof.ev_plugged
+    export_kw = prof.pv_kwh / dt_h + a.battery.power_kw[None, :] + ev_kw * a.ev.v2h[None, :]
+    jobs = a.jobs
+    job_kw = np.zeros(community.n_participants)
+    if jobs.participant.size:
+        np.maximum.at(job_kw, jobs.participant, jobs.p_kw)
+    import_kw = (
+        prof.base_demand_kwh / dt_h
+        + (a.battery.power_kw + a.thermal.p_max_kw + job_kw)[None, :]
+        + ev_kw
+    )
+    return export_kw, import_kw
+
+
+@dataclass(frozen=True, eq=False)
+class RunNetwork:
+    """The operator's rules for one run, prepared before the slot loop."""
+
+    setup: NetworkSetup
+    spec: NetworkSpec
+    view: NetworkView
+    envelope_kind: str
+    export_limit_kwh: FloatArray | None  # (T, P)
+    import_limit_kwh: FloatArray | None
+    pair_fee_per_kwh: FloatArray | None  # (P, P)
+    dt_h: float
+
+    @staticmethod
+    def prepare(setup: NetworkSetup, community: Any) -> RunNetwork:
+        spec = community.scenario.network
+        assert spec is not None
+        setup = NetworkSetup(**{**setup.__dict__, "spec": spec})
+        dt_h = community.grid.dt_h
+        n_t, n_p = community.grid.n_slots, community.n_participants
+        exp_kw = np.full((n_t, n_p), np.inf)
+        imp_kw = np.full((n_t, n_p), np.inf)
+        kinds = []
+        if spec.export_limit_kw is not None or spec.import_limit_kw is not None:
+            kinds.append("static")
+            if spec.export_limit_kw is not None:
+                exp_kw = np.minimum(exp_kw, spec.export_limit_kw)
+            if spec.import_limit_kw is not None:
+                imp_kw = np.minimum(imp_kw, spec.import_limit_kw)
+        if spec.envelopes == "dynamic":
+            from peergrid.network.envelope import operating_envelopes
+
+            kinds.append("dynamic")
+            cap_exp, cap_imp = _capabilities(community, dt_h)
+            env = operating_envelopes(
+                setup.feeder,
+                setup.lin,
+                setup.flow,
+                setup.bus_of,
+                np.minimum(cap_exp, exp_kw),
+                np.minimum(cap_imp, imp_kw),
+                v_min_pu=spec.v_min_pu,
+                v_max_pu=spec.v_max_pu,
+                max_loading_pct=spec.max_loading_pct,
+                load_power_factor=spec.load_power_factor,
+            )
+            exp_kw = np.minimum(exp_kw, env.export_kw)
+            imp_kw = np.minimum(imp_kw, env.import_kw)
+        limited = bool(kinds)
+        fees = pair_fees(setup, spec) if spec.charges.kind != "none" else None
+        view = market_view(setup, fees)
+        if not spec.permissioning:
+            view = NetworkView(
+                **{
+                    **view.__dict__,
+                    "v_min_pu": 0.0,
+                    "v_max_pu": np.inf,
+                    "rating_kw": np.full(view.rating_kw.size, np.inf),
+                }
+            )
+        return RunNetwork(
+            setup=setup,
+            spec=spec,
+            view=view,
+            envelope_kind="+".join(kinds) if kinds else "none",
+            export_limit_kwh=exp_kw * dt_h if limited else None,
+            import_limit_kwh=imp_kw * dt_h if limited else None,
+            pair_fee_per_kwh=fees,
+            dt_h=dt_h,
+        )
+
+    def wrap(self, policy: Any, *, p2p: bool) -> Any:
+        """The EMS policy under the operator's rules: network constraints for the coordinated
+        scheduler (P2P run only), then the envelopes (both runs: they are the feeder's rules)."""
+        if p2p and self.spec.coordinated_constraints and hasattr(policy, "with_network"):
+            from peergrid.coordination.network import network_constraints
+
+            f = self.setup.feeder
+            policy = policy.with_network(
+                network_constraints(
+                    f,
+                    self.setup.bus_of,
+                    v_min_pu=self.spec.v_min_pu,
+                    v_max_pu=self.spec.v_max_pu,
+                    max_loading_pct=self.spec.max_loading_pct,
+                    export_limit_kw=None
+                    if self.export_limit_kwh is None
+                    else self.export_limit_kwh / self.dt_h,
+                    import_limit_kw=None
+                    if self.import_limit_kwh is None
+                    else self.import_limit_kwh / self.dt_h,
+                )
+            )
+        if self.export_limit_kwh is not None and self.import_limit_kwh is not None:
+            from peergrid.ems.envelope import EnvelopedPolicy
+
+            policy = EnvelopedPolicy(policy, self.export_limit_kwh, self.import_limit_kwh)
+        return policy
+
+    def after_run(self, community: Any, recorded: Any, baseline: dict[str, Any]) -> NetworkOutput:
+        """Power flow of every slot of both runs, curtailment, network and loss charges."""
+        t0 = time.perf_counter()
+        dt_h = self.dt_h
+        p2p_net = recorded.series["net_kwh"]
+        flows = {
+            "p2p": flow_of(self.setup, p2p_net, dt_h),
+            "baseline": flow_of(self.setup, baseline["net_kwh"], dt_h),
+        }
+        pv = community.profiles.pv_kwh
+        curtailed = {
+            "p2p": np.maximum(pv - recorded.series["generation_kwh"], 0.0),
+            "baseline": np.maximum(pv - baseline["generation_kwh"], 0.0),
+        }
+        n_p = community.n_participants
+        tr = recorded.trades.arrays()
+        s = recorded.series
+        charge = np.zeros(n_p)
+        if self.pair_fee_per_kwh is not None:
+            charge = network_charges_of_run(
+                tr,
+                s["p2p_sold_kwh"],
+                s["p2p_bought_kwh"],
+                self.pair_fee_per_kwh,
+                self.spec.charges.payer,
+            )
+        loss_kwh = np.zeros(n_p)
+        loss_charge = np.zeros(n_p)
+        loss_p2p = loss_grid = 0.0
+        if self.spec.loss_allocation:
+            no_load = flow_of(self.setup, np.zeros((1, n_p)), dt_h).losses_kw[0]
+            actual = np.maximum(flows["p2p"].losses_kw - no_load, 0.0) * dt_h
+            lsf = loss_sensitivity(self.setup.feeder, flows["p2p"].p_from_kw, flows["p2p"].v_pu)
+            alloc = allocate_run_losses(
+                lsf[:, self.setup.bus_of],
+                tr,
+                s["p2p_sold_kwh"],
+                s["p2p_bought_kwh"],
+                p2p_net,
+                actual,
+            )
+            loss_kwh = alloc.p2p_kwh.sum(axis=0) + alloc.grid_kwh.sum(axis=0)
+            loss_charge = (alloc.p2p_kwh * community.retail_price[:, None]).sum(axis=0)
+            loss_p2p = float(alloc.p2p_kwh.sum())
+            loss_grid = float(alloc.grid_kwh.sum())
+        excess = 0.0
+        if self.import_limit_kwh is not None:
+            excess = float(np.maximum(-p2p_net - self.import_limit_kwh, 0.0).sum())
+        return NetworkOutput(
+            setup=self.setup,
+            flows=flows,
+            dt_h=dt_h,
+            curtailed_kwh=curtailed,
+            envelope_kind=self.envelope_kind,
+            export_limit_kwh=self.export_limit_kwh,
+            import_limit_kwh=self.import_limit_kwh,
+            network_charge=charge,
+            loss_kwh=loss_kwh,
+            loss_p2p_kwh=loss_p2p,
+            loss_grid_kwh=loss_grid,
+            loss_charge=loss_charge,
+            import_excess_kwh=excess,
+            timing_s=time.perf_counter() - t0,
+        )
+
+
+def _pair_and_pool(
+    trades: dict[str, Any], n_t: int
+) -> tuple[NDArray[np.bool_], IntArray, IntArray, IntArray, FloatArray]:
+    """Pool slots (T,) and the bilateral trades (slot, seller, buyer, kWh) of a run."""
+    slot, buyer, seller, q = (
+        trades["slot"],
+        trades["buyer"],
+        trades["seller"],
+        trades["quantity_kwh"],
+    )
+    pool_rows = (buyer == POOL) | (seller == POOL)
+    pool_slot = np.zeros(n_t, dtype=bool)
+    pool_slot[slot[pool_rows]] = True
+    pair = ~pool_rows
+    return pool_slot, slot[pair], seller[pair], buyer[pair], q[pair]
+
+
+def network_charges_of_run(
+    trades: dict[str, Any],
+    sold_kwh: FloatArray,
+    bought_kwh: FloatArray,
+    fee_per_kwh: FloatArray,
+    payer: str,
+) -> FloatArray:
+    """Each participant's network usage charges over a run [currency], (P,).
+
+    Bilateral trades pay fee[seller, buyer] per kWh; in pool slots every buyer is taken to buy
+    from every seller pro rata (q_ij = sold_i · bought_j / traded). `payer` "buyer", "seller"
+    or "split" (half each). The sum is the network operator's revenue."""
+    n_t, n_p = sold_kwh.shape
+    w_sell = {"buyer": 0.0, "seller": 1.0, "split": 0.5}[payer]
+    w_buy = 1.0 - w_sell
+    out = np.zeros(n_p)
+    pool_slot, _, sel, buy, q = _pair_and_pool(trades, n_t)
+    fee = fee_per_kwh[sel, buy] * q
+    np.add.at(out, sel, w_sell * fee)
+    np.add.at(out, buy, w_buy * fee)
+    if pool_slot.any():
+        s = sold_kwh[pool_slot]
+        b = bought_kwh[pool_slot]
+        tot = s.sum(axis=1, keepdims=True)
+        safe = np.where(tot > 0, tot, 1.0)
+        seller_fee = s * (b @ fee_per_kwh.T) / safe  # Σ_j F_ij s_i b_j / tot
+        buyer_fee = b * (s @ fee_per_kwh) / safe  # Σ_i F_ij s_i b_j / tot
+        out += w_sell * seller_fee.sum(axis=0) + w_buy * buyer_fee.sum(axis=0)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class RunLosses:
+    """Losses allocated to participants per slot [kWh], (T, P): caused by their P2P trades
+    and by their exchanges with the retailer; both sum to the actual (load-dependent) losses."""
+
+    p2p_kwh: FloatArray
+    grid_kwh: FloatArray
+    scale: FloatArray  # (T,) actual / marginal
+
+
+def allocate_run_losses(
+    lsf: FloatArray,
+    trades: dict[str, Any],
+    sold_kwh: FloatArray,
+    bought_kwh: FloatArray,
+    net_kwh: FloatArray,
+    actual_kwh: FloatArray,
+) -> RunLosses:
+    """Loss allocation by bilateral exchange coefficients (Guerrero, Chapman & Verbič 2019).
+
+    `lsf` (T, P) is ∂losses/∂p at each participant's bus. A trade of q from seller i to buyer
+    j causes the marginal loss BEC_ij·q = (LSF_i − LSF_j)·q, shared half and half; an
+    exchange with the retailer (slack bus, LSF 0) causes LSF_i·(export − import). The
+    marginal losses of a slot sum to Σ LSF_i·net_i (about twice the actual quadratic losses),
+    so every slot is scaled by actual / marginal. Where that is not positive (no trading, or
+    counter-flows cancel), the actual losses go to the participants in proportion to |net|."""
+    n_t, n_p = net_kwh.shape
+    pool_slot, t_k, sel, buy, q = _pair_and_pool(trades, n_t)
+    p2p = np.zeros((n_t, n_p))
+    bec = (lsf[t_k, sel] - lsf[t_k, buy]) * q
+    np.add.at(p2p, (t_k, sel), 0.5 * bec)
+    np.add.at(p2p, (t_k, buy), 0.5 * bec)
+    if pool_slot.any():
+        s = sold_kwh[pool_slot]
+        b = bought_kwh[pool_slot]
+        lp = lsf[pool_slot]
+        tot = s.sum(axis=1, keepdims=True)
+        safe = np.where(tot > 0, tot, 1.0)
+        ls = (lp * s).sum(axis=1, keepdims=True)
+        lb = (lp * b).sum(axis=1, keepdims=True)
+        p2p[pool_slot] += 0.5 * (lp * s - s * lb / safe) + 0.5 * (ls * b / safe - lp * b)
+    exchanged = np.where(net_kwh >= 0, net_kwh - sold_kwh, net_kwh + bought_kwh)
+    grid = lsf * exchanged
+    marginal = p2p.sum(axis=1) + grid.sum(axis=1)
+    ok = marginal > 1e-12 * np.maximum(actual_kwh, 1e-12)
+    scale = np.where(ok, actual_kwh / np.where(ok, marginal, 1.0), 0.0)
+    p2p = p2p * scale[:, None]
+    grid = grid * scale[:, None]
+    bad = ~ok & (actual_kwh > 0)
+    if bad.any():
+        w = np.abs(net_kwh[bad])
+        tot_w = w.sum(axis=1, keepdims=True)
+        share = np.where(tot_w > 0, w / np.where(tot_w > 0, tot_w, 1.0), 1.0 / n_p)
+        grid[bad] = share * actual_kwh[bad, None]
+        p2p[bad] = 0.0
+    return RunLosses(p2p_kwh=p2p, grid_kwh=grid, scale=scale)
+
+
+def pair_fees(setup: NetworkSetup, spec: NetworkSpec) -> FloatArray:
+    """Network usage fee per kWh for every (seller, buyer) pair [currency/kWh], (P, P)."""
+    from peergrid.network.charges import NetworkTariff, electrical_distance, feeder_zones
+    from peergrid.network.charges import pair_fees_per_kwh as fees_of
+
+    c = spec.charges
+    tariff = NetworkTariff(
+        kind=c.kind,
+        fee_per_kwh=c.fee_per_kwh,
+        fee_per_kwh_per_unit_distance=c.fee_per_kwh_per_ohm,
+        intra_zone_fee_per_kwh=c.intra_zone_fee_per_kwh,
+        payer=c.payer,
+    )
+    distance = electrical_distance(setup.feeder, setup.bus_of)
+    zones = feeder_zones(setup.feeder, setup.bus_of)
+    return np.asarray(fees_of(tariff, distance, zones), dtype=np.float64)
