@@ -25,3 +25,12 @@ def test_simulate_benchmark_quick_mode() -> None:
     assert figures["slots"] == 192
     assert 0 < figures["wall_s"] < 60
     assert figures["peak_rss_mb"] > 0
+
+
+def test_network_benchmark_quick_mode() -> None:
+    bench = _load("bench_network")
+    figures = bench.run("simbench-lv-rural3", days=1, pp_slots=4)
+    assert figures["buses"] >= 100
+    assert figures["slots"] == 96
+    assert figures["speedup"] > 1.0
+    assert 0.9 < figures["min_voltage_pu"] <= figures["max_voltage_pu"] < 1.2
