@@ -161,8 +161,48 @@ class SimulationResult:
             series=series,
             prices=self.prices,
             currency=str(self.summary["cost"]["currency"]),
+            network=self._network_report(),
         )
         return render_report(data)
+
+    def _network_report(self) -> Any:
+        network = self.extra.get("network")
+        if network is None:
+            return None
+        from peergrid.report.network import NetworkCase, NetworkReportData
+
+        f = network.setup.feeder
+        spec = network.setup.spec
+        lv, br = f.lv_buses, f.monitored_branches
+
+        def case(name: str) -> NetworkCase:
+            flow = network.flows[name]
+            return NetworkCase(
+                v_pu=flow.v_pu[:, lv].astype(np.float32),
+                loading_pct=flow.loading_pct[:, br].astype(np.float32),
+                losses_kw=flow.losses_kw,
+                curtailed_kwh=network.curtailed_kwh[name].sum(axis=1),
+            )
+
+        notes = {
+            "none": None,
+            "static": "static connection limits",
+            "dynamic": "dynamic operating envelopes",
+            "static+dynamic": "static connection limits and dynamic operating envelopes",
+        }
+        return NetworkReportData(
+            feeder_name=f.name,
+            bus_labels=[str(n) for n in f.bus_names[lv]],
+            branch_labels=[f.branch_labels[b] for b in br],
+            times_local=self.community.grid.starts_local,
+            dt_h=self.community.grid.dt_h,
+            v_min_pu=spec.v_min_pu,
+            v_max_pu=spec.v_max_pu,
+            max_loading_pct=spec.max_loading_pct,
+            p2p=case("p2p"),
+            baseline=case("baseline"),
+            envelope_note=notes.get(network.envelope_kind, network.envelope_kind),
+        )
 
     def save(self, out_dir: str | Path) -> Path:
         """Write the run directory atomically (see `engine.atomic`) and return its path."""

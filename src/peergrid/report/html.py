@@ -34,6 +34,8 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from peergrid.report import plots
+from peergrid.report.network import ANCHOR as NETWORK_ANCHOR
+from peergrid.report.network import NetworkReportData, network_section
 from peergrid.timegrid import SlotGrid
 
 FloatArray = NDArray[np.float64]
@@ -80,6 +82,7 @@ class ReportData:
             clearing_price, buy_price, sell_price [currency/kWh], p2p_traded_kwh,
             operator_surplus; NaN where a mechanism has no such price.
         currency: currency code of every money value, e.g. "EUR".
+        network: the feeder's voltages, loading and losses (`report.network`), or None.
     """
 
     title: str
@@ -90,6 +93,7 @@ class ReportData:
     series: dict[str, FloatArray]
     prices: pd.DataFrame
     currency: str
+    network: NetworkReportData | None = None
 
 
 def _check(data: ReportData) -> None:
@@ -719,7 +723,9 @@ def render_report(data: ReportData) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>",
             _header(data),
-            f'<nav><a href="#kpi">Key figures</a> {nav} <a href="#participants">Participants</a>'
+            f'<nav><a href="#kpi">Key figures</a> {nav}'
+            + (f' <a href="#{NETWORK_ANCHOR}">Network</a>' if data.network is not None else "")
+            + ' <a href="#participants">Participants</a>'
             + (' <a href="#more">More figures</a>' if extra else "")
             + "</nav>",
             '<h2 id="kpi">Key figures</h2>',
@@ -728,6 +734,7 @@ def render_report(data: ReportData) -> str:
             "</p>",
             _kpi_table(data),
             *sections,
+            network_section(data.network) if data.network is not None else "",
             _participants_table(data),
             extra,
             f"<footer>Made by peergrid {_e(_version())}. Self-contained: this file "
