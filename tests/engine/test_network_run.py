@@ -241,16 +241,44 @@ def test_network_charges_sum_to_the_operator_revenue(case: dict[str, Any], payer
 @settings(max_examples=80, deadline=None)
 @given(run_trades())
 def test_allocated_losses_equal_the_actual_losses(case: dict[str, Any]) -> None:
-    alloc = allocate_run_losses(
-        case["lsf"], case["trades"], case["sold"], case["bought"], case["net"], case["actual"]
+    n_p = case["sold"].shape[1]
+    bus_of = np.arange(n_p)  # one participant per bus: lsf per participant = per bus
+    p2p, grid = allocate_run_losses(
+        case["lsf"],
+        bus_of,
+        case["trades"],
+        case["sold"],
+        case["bought"],
+        case["net"],
+        case["actual"],
     )
-    total = alloc.p2p_kwh.sum(axis=1) + alloc.grid_kwh.sum(axis=1)
-    np.testing.assert_allclose(total, case["actual"], atol=1e-12)
-    # before scaling, each slot's P2P share is the pairs' bilateral exchange coefficients
+    np.testing.assert_allclose(p2p.sum(axis=1) + grid.sum(axis=1), case["actual"], atol=1e-12)
+    # the P2P part is proportional to the pairs' bilateral exchange coefficients
     q = _pairs(case)
     lsf = case["lsf"]
-    bec = (lsf[:, :, None] - lsf[:, None, :]) * q  # (T, seller, buyer)
-    ok = alloc.scale > 0
-    np.testing.assert_allclose(
-        alloc.p2p_kwh.sum(axis=1)[ok], (bec.sum(axis=(1, 2)) * alloc.scale)[ok], atol=1e-12
-    )
+    bec = ((lsf[:, :, None] - lsf[:, None, :]) * q).sum(axis=(1, 2))
+    marginal = bec + (lsf * (case["net"] - case["sold"] + case["bought"])).sum(axis=1)
+    ok = marginal > 1e-3 * np.abs(marginal).max()
+    scale = case["actual"] / np.where(ok, marginal, 1.0)
+    np.testing.assert_allclose(p2p.sum(axis=1)[ok], (bec * scale)[ok], atol=1e-9)
+
+
+def test_pair_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import peergrid.engine.network as mod
+
+    rng = np.random.default_rng(4)
+    n_t, n_p = 9, 4
+    sold = np.where(rng.random((n_t, n_p)) < 0.5, rng.uniform(0, 1, (n_t, n_p)), 0.0)
+    bought = np.where(sold == 0, rng.uniform(0, 1, (n_t, n_p)), 0.0)
+    scale = sold.sum(axis=1, keepdims=True) / np.maximum(bought.sum(axis=1, keepdims=True), 1e-9)
+    bought = bought * scale
+    trades: dict[str, Any] = {
+        "slot": np.repeat(np.arange(n_t), n_p),
+        "buyer": np.where(bought.ravel() > 0, np.tile(np.arange(n_p), n_t), -1),
+        "seller": np.where(bought.ravel() > 0, -1, np.tile(np.arange(n_p), n_t)),
+        "quantity_kwh": np.maximum(sold, bought).ravel(),
+    }
+    fees = rng.uniform(0, 0.1, (n_p, n_p))
+    whole = network_charges_of_run(trades, sold, bought, fees, "split")
+    monkeypatch.setattr(mod, "PAIR_BLOCK_SLOTS", 2)
+    np.testing.assert_allclose(network_charges_of_run(trades, sold, bought, fees, "split"), whole)

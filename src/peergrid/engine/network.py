@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from numpy.typing import NDArray
 
 from peergrid.engine.loop import POOL
 from peergrid.markets.base import NetworkView
@@ -469,18 +468,20 @@ class RunNetwork:
             no_load = flow_of(self.setup, np.zeros((1, n_p)), dt_h).losses_kw[0]
             actual = np.maximum(flows["p2p"].losses_kw - no_load, 0.0) * dt_h
             lsf = loss_sensitivity(self.setup.feeder, flows["p2p"].p_from_kw, flows["p2p"].v_pu)
-            alloc = allocate_run_losses(
-                lsf[:, self.setup.bus_of],
+            p2p_loss, grid_loss = allocate_run_losses(
+                lsf,
+                self.setup.bus_of,
                 tr,
                 s["p2p_sold_kwh"],
                 s["p2p_bought_kwh"],
                 p2p_net,
                 actual,
             )
-            loss_kwh = alloc.p2p_kwh.sum(axis=0) + alloc.grid_kwh.sum(axis=0)
-            loss_charge = (alloc.p2p_kwh * community.retail_price[:, None]).sum(axis=0)
-            loss_p2p = float(alloc.p2p_kwh.sum())
-            loss_grid = float(alloc.grid_kwh.sum())
+            loss_kwh = p2p_loss.sum(axis=0) + grid_loss.sum(axis=0)
+            # the energy lost to P2P trades is bought by the operator at the retail price
+            loss_charge = (p2p_loss * community.retail_price[:, None]).sum(axis=0)
+            loss_p2p = float(p2p_loss.sum())
+            loss_grid = float(grid_loss.sum())
         excess = 0.0
         if self.import_limit_kwh is not None:
             excess = float(np.maximum(-p2p_net - self.import_limit_kwh, 0.0).sum())
@@ -502,21 +503,33 @@ class RunNetwork:
         )
 
 
-def _pair_and_pool(
-    trades: dict[str, Any], n_t: int
-) -> tuple[NDArray[np.bool_], IntArray, IntArray, IntArray, FloatArray]:
-    """Pool slots (T,) and the bilateral trades (slot, seller, buyer, kWh) of a run."""
-    slot, buyer, seller, q = (
-        trades["slot"],
-        trades["buyer"],
-        trades["seller"],
-        trades["quantity_kwh"],
-    )
-    pool_rows = (buyer == POOL) | (seller == POOL)
-    pool_slot = np.zeros(n_t, dtype=bool)
-    pool_slot[slot[pool_rows]] = True
-    pair = ~pool_rows
-    return pool_slot, slot[pair], seller[pair], buyer[pair], q[pair]
+#: Slots per block when building per-slot (seller, buyer) matrices: 256 x 100 x 100 floats.
+PAIR_BLOCK_SLOTS = 256
+
+
+def pair_kwh_of_run(
+    trades: dict[str, Any], sold_kwh: FloatArray, bought_kwh: FloatArray, t0: int, t1: int
+) -> FloatArray:
+    """Energy each participant sold to each other participant in slots [t0, t1), (t, P, P).
+
+    Bilateral trades as recorded; in pool slots every buyer is taken to buy from every seller
+    pro rata (q_ij = sold_i · bought_j / traded), as `network.charges.pair_volumes_kwh` does
+    for one book."""
+    n_p = sold_kwh.shape[1]
+    q = np.zeros((t1 - t0, n_p, n_p))
+    slot, buyer, seller = trades["slot"], trades["buyer"], trades["seller"]
+    rows = (slot >= t0) & (slot < t1)
+    pool_rows = rows & ((buyer == POOL) | (seller == POOL))
+    pair = rows & ~pool_rows
+    np.add.at(q, (slot[pair] - t0, seller[pair], buyer[pair]), trades["quantity_kwh"][pair])
+    pool = np.unique(slot[pool_rows]) - t0
+    if pool.size:
+        s = sold_kwh[t0:t1][pool]
+        b = bought_kwh[t0:t1][pool]
+        tot = s.sum(axis=1)
+        safe = np.where(tot > 0, tot, 1.0)
+        q[pool] += s[:, :, None] * b[:, None, :] / safe[:, None, None]
+    return q
 
 
 def network_charges_of_run(
@@ -526,86 +539,42 @@ def network_charges_of_run(
     fee_per_kwh: FloatArray,
     payer: str,
 ) -> FloatArray:
-    """Each participant's network usage charges over a run [currency], (P,).
+    """Each participant's network usage charges over a run [currency], (P,): the charges are
+    linear in the traded volumes, so the period's (seller, buyer) totals are charged once."""
+    from peergrid.network.charges import network_charges
 
-    Bilateral trades pay fee[seller, buyer] per kWh; in pool slots every buyer is taken to buy
-    from every seller pro rata (q_ij = sold_i · bought_j / traded). `payer` "buyer", "seller"
-    or "split" (half each). The sum is the network operator's revenue."""
     n_t, n_p = sold_kwh.shape
-    w_sell = {"buyer": 0.0, "seller": 1.0, "split": 0.5}[payer]
-    w_buy = 1.0 - w_sell
-    out = np.zeros(n_p)
-    pool_slot, _, sel, buy, q = _pair_and_pool(trades, n_t)
-    fee = fee_per_kwh[sel, buy] * q
-    np.add.at(out, sel, w_sell * fee)
-    np.add.at(out, buy, w_buy * fee)
-    if pool_slot.any():
-        s = sold_kwh[pool_slot]
-        b = bought_kwh[pool_slot]
-        tot = s.sum(axis=1, keepdims=True)
-        safe = np.where(tot > 0, tot, 1.0)
-        seller_fee = s * (b @ fee_per_kwh.T) / safe  # Σ_j F_ij s_i b_j / tot
-        buyer_fee = b * (s @ fee_per_kwh) / safe  # Σ_i F_ij s_i b_j / tot
-        out += w_sell * seller_fee.sum(axis=0) + w_buy * buyer_fee.sum(axis=0)
-    return out
-
-
-@dataclass(frozen=True, eq=False)
-class RunLosses:
-    """Losses allocated to participants per slot [kWh], (T, P): caused by their P2P trades
-    and by their exchanges with the retailer; both sum to the actual (load-dependent) losses."""
-
-    p2p_kwh: FloatArray
-    grid_kwh: FloatArray
-    scale: FloatArray  # (T,) actual / marginal
+    total = np.zeros((n_p, n_p))
+    for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
+        t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
+        total += pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1).sum(axis=0)
+    charge, _ = network_charges(total, fee_per_kwh, payer)  # type: ignore[arg-type]
+    return np.asarray(charge, dtype=np.float64)
 
 
 def allocate_run_losses(
-    lsf: FloatArray,
+    lsf_bus: FloatArray,
+    bus_of: IntArray,
     trades: dict[str, Any],
     sold_kwh: FloatArray,
     bought_kwh: FloatArray,
     net_kwh: FloatArray,
     actual_kwh: FloatArray,
-) -> RunLosses:
-    """Loss allocation by bilateral exchange coefficients (Guerrero, Chapman & Verbič 2019).
+) -> Any:
+    """Loss allocation by bilateral exchange coefficients (`network.losses.allocate_losses`)
+    over a run, in blocks of slots; returns (p2p_kwh, grid_kwh) (T, P)."""
+    from peergrid.network.losses import allocate_losses
 
-    `lsf` (T, P) is ∂losses/∂p at each participant's bus. A trade of q from seller i to buyer
-    j causes the marginal loss BEC_ij·q = (LSF_i − LSF_j)·q, shared half and half; an
-    exchange with the retailer (slack bus, LSF 0) causes LSF_i·(export − import). The
-    marginal losses of a slot sum to Σ LSF_i·net_i (about twice the actual quadratic losses),
-    so every slot is scaled by actual / marginal. Where that is not positive (no trading, or
-    counter-flows cancel), the actual losses go to the participants in proportion to |net|."""
     n_t, n_p = net_kwh.shape
-    pool_slot, t_k, sel, buy, q = _pair_and_pool(trades, n_t)
     p2p = np.zeros((n_t, n_p))
-    bec = (lsf[t_k, sel] - lsf[t_k, buy]) * q
-    np.add.at(p2p, (t_k, sel), 0.5 * bec)
-    np.add.at(p2p, (t_k, buy), 0.5 * bec)
-    if pool_slot.any():
-        s = sold_kwh[pool_slot]
-        b = bought_kwh[pool_slot]
-        lp = lsf[pool_slot]
-        tot = s.sum(axis=1, keepdims=True)
-        safe = np.where(tot > 0, tot, 1.0)
-        ls = (lp * s).sum(axis=1, keepdims=True)
-        lb = (lp * b).sum(axis=1, keepdims=True)
-        p2p[pool_slot] += 0.5 * (lp * s - s * lb / safe) + 0.5 * (ls * b / safe - lp * b)
-    exchanged = np.where(net_kwh >= 0, net_kwh - sold_kwh, net_kwh + bought_kwh)
-    grid = lsf * exchanged
-    marginal = p2p.sum(axis=1) + grid.sum(axis=1)
-    ok = marginal > 1e-12 * np.maximum(actual_kwh, 1e-12)
-    scale = np.where(ok, actual_kwh / np.where(ok, marginal, 1.0), 0.0)
-    p2p = p2p * scale[:, None]
-    grid = grid * scale[:, None]
-    bad = ~ok & (actual_kwh > 0)
-    if bad.any():
-        w = np.abs(net_kwh[bad])
-        tot_w = w.sum(axis=1, keepdims=True)
-        share = np.where(tot_w > 0, w / np.where(tot_w > 0, tot_w, 1.0), 1.0 / n_p)
-        grid[bad] = share * actual_kwh[bad, None]
-        p2p[bad] = 0.0
-    return RunLosses(p2p_kwh=p2p, grid_kwh=grid, scale=scale)
+    grid = np.zeros((n_t, n_p))
+    for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
+        t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
+        q = pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1)
+        alloc = allocate_losses(lsf_bus[t0:t1], bus_of, q, net_kwh[t0:t1], actual_kwh[t0:t1])
+        p2p[t0:t1] = alloc.p2p_kwh
+        grid[t0:t1] = alloc.grid_kwh
+    return p2p, grid
 
 
 def pair_fees(setup: NetworkSetup, spec: NetworkSpec) -> FloatArray:
@@ -617,7 +586,7 @@ def pair_fees(setup: NetworkSetup, spec: NetworkSpec) -> FloatArray:
     tariff = NetworkTariff(
         kind=c.kind,
         fee_per_kwh=c.fee_per_kwh,
-        fee_per_kwh_per_unit_distance=c.fee_per_kwh_per_ohm,
+        fee_per_kwh_per_ohm=c.fee_per_kwh_per_ohm,
         intra_zone_fee_per_kwh=c.intra_zone_fee_per_kwh,
         payer=c.payer,
     )

@@ -34,7 +34,11 @@ charged to the buyer; `green_premium_per_kwh`, charged to a buyer on energy from
 `green_sellers`; `preference_premium_per_kwh`, charged to a participant that names partners in
 `preferred` on trades with anyone else; and a `PairCost` callable given to `BilateralMarket` (an
 edge-list hook for costs from the network). A preference is thus a premium on the *other*
-partners, which keeps c_nm ≥ 0.
+partners, which keeps c_nm ≥ 0. When the slot's context shows the network (`ctx.network`) and
+`network_charges_as_cost` is set, the operator's network charge of the pair,
+`ctx.network.pair_fee_per_kwh[seller, buyer]` (`peergrid.network.charges`), is added as well,
+half to each side, so peers prefer electrically close partners (Baroche et al. 2019). Only the
+sum c_s + c_b moves the volumes; the half-half split sets where the pair's price lies.
 
 Trading graph: orders on the same side cannot trade with each other (their proposals have the
 same sign) and a participant never trades with itself, so the complete graph joins every buy order
@@ -90,7 +94,7 @@ constraints, solved by HiGHS with a certified error bound): the reference for th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -198,6 +202,11 @@ class BilateralParams(MechanismParams):
         description="a participant naming preferred partners pays this per kWh traded with "
         "anyone else [currency/kWh].",
     )
+    network_charges_as_cost: bool = Field(
+        default=True,
+        description="add the network's pair fee (ctx.network.pair_fee_per_kwh) to c_nm, half "
+        "to each side, when the context has a network.",
+    )
 
     @model_validator(mode="after")
     def _one_distance_source(self) -> BilateralParams:
@@ -304,6 +313,8 @@ class Differentiation:
         choosers: sorted participants that named preferred partners.
         preference_premium_per_kwh: charged to a chooser on trades with unnamed partners.
         pair_cost: extra pluggable cost, or None.
+        pair_fee_per_kwh: network charge of a kWh sold by participant i to j (P, P), split
+            half to each side, or None (set per slot from `ctx.network`).
     """
 
     distance_km: FloatArray | None = None
@@ -315,6 +326,7 @@ class Differentiation:
     choosers: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     preference_premium_per_kwh: float = 0.0
     pair_cost: PairCost | None = None
+    pair_fee_per_kwh: FloatArray | None = None
 
     #: Base of the (chooser, partner) keys; participant indices must be smaller.
     key_base: ClassVar[int] = 1 << 31
@@ -339,7 +351,17 @@ class Differentiation:
         )
 
     def check(self, n_participants: int) -> None:
-        """Raise InputError when the distances do not cover participant indices < n."""
+        """Raise InputError when the distances or the network fees do not cover participant
+        indices < n, or a network fee is negative."""
+        fee = self.pair_fee_per_kwh
+        if fee is not None:
+            if fee.ndim != 2 or min(fee.shape) < n_participants:
+                raise InputError(
+                    f"network pair fees {fee.shape} do not cover participant index "
+                    f"{n_participants - 1}"
+                )
+            if not bool(((fee >= 0.0) & np.isfinite(fee)).all()):
+                raise InputError("network pair fees must be finite and >= 0 [currency/kWh]")
         if self.distance_cost_per_kwh_km == 0.0:
             return
         table = self.coordinates_km if self.coordinates_km is not None else self.distance_km
@@ -379,6 +401,10 @@ class Differentiation:
                 raise InputError("pair_cost must return finite costs >= 0 [currency/kWh]")
             cost_s += extra_s
             cost_b += extra_b
+        if self.pair_fee_per_kwh is not None:
+            half = 0.5 * self.pair_fee_per_kwh[seller, buyer]
+            cost_s += half
+            cost_b += half
         return cost_s, cost_b
 
     def _preference(self, own: IntArray, other: IntArray) -> FloatArray:
@@ -505,13 +531,17 @@ def build_problem(
 
     Args:
         diff: the differentiation costs; None builds them from `params` (no `PairCost`).
+            The network's pair fees (`ctx.network`) are added when `network_charges_as_cost`.
 
     Raises:
         InputError: the distance cost has no distances or they do not cover the book's
-            participant indices; a `PairCost` returned a negative or NaN cost.
+            participant indices; the network's pair fees do not cover them or are negative;
+            a `PairCost` returned a negative or NaN cost.
     """
     if diff is None:
         diff = Differentiation.from_params(params)
+    if params.network_charges_as_cost and ctx.network is not None:
+        diff = replace(diff, pair_fee_per_kwh=ctx.network.pair_fee_per_kwh)
     retail, feed_in = ctx.retail_price, ctx.feed_in_price
     is_sell = book.is_sell
     limit = np.where(is_sell, np.maximum(book.price, feed_in), np.minimum(book.price, retail))
