@@ -83,9 +83,12 @@ def _kpi_table(summary: dict[str, Any]) -> Table:
             rows += [
                 (
                     "unconstrained P2P: violations",
-                    f"{free['voltage_violation_slots']} slots, max {free['max_voltage_pu']:.3f} pu",
+                    f"{free['voltage_violation_slots']} voltage, {free['overload_slots']} "
+                    f"overload slots (max {free['max_voltage_pu']:.3f} pu, "
+                    f"{free['max_loading_pct']:.0f} %)",
                     "",
                 ),
+                ("unconstrained P2P: total bill", f"{free['total']:,.2f} {cur}", ""),
                 (
                     "unconstrained P2P: savings",
                     f"{free['savings']:,.2f} {cur} ({free['savings_pct']:.1f} %)",

@@ -312,6 +312,7 @@ class NetworkOutput:
                 "curtailed_kwh",
             )
         } | {
+            "total": unconstrained["cost"]["total"],
             "savings": unconstrained["cost"]["savings"],
             "savings_pct": unconstrained["cost"]["savings_pct"],
         }
