@@ -25,6 +25,7 @@ def test_clear_benchmark_quick_mode() -> None:
     for key in ("sort_s", "uniform_s", "pay_as_bid_s", "k_double_s", "totals_s", "sdr_s"):
         assert 0.0 < figures[key] < 10.0, key
     assert figures["uniform_over_sort"] == figures["uniform_s"] / figures["sort_s"]
+    assert figures["ratio_repeat"] == bench.RATIO_REPEAT["quick"]
     assert 0.0 < figures["mmr_s"] < 10.0
     assert 0.0 < figures["bill_sharing_s"] < 10.0
     assert isinstance(figures["ratio_target_met"], bool)

@@ -316,8 +316,9 @@ def check_invariants(book: OrderBook, result: ClearingResult, atol: float = 1e-9
 @settings(max_examples=400, deadline=None)
 @given(book=books(), large_paths=st.booleans())
 def test_uniform_properties(book: OrderBook, large_paths: bool) -> None:
-    # With the threshold at 1 every book takes the large-book paths (composite-key sort when ids
-    # increase, two-level search for the accepted prefix).
+    # With the threshold at 1 every book takes the large-book paths (one in-place sort of
+    # integer keys built from the price bits and positions, binary searches for the marginal
+    # price and the tie groups).
     with patch.object(uniform, "_LARGE_BOOK", 1 if large_paths else uniform._LARGE_BOOK):
         result = clear_uniform(book)
         again = clear_uniform(book)

@@ -35,13 +35,16 @@ Conventions:
   the best bid is below the best ask, or Q* is rounding residue. When self-matching removes all
   volume, `clearing_price` still reports the book's price though nothing fills.
 
-The implementation is a sort, cumulative sums and searchsorted: no Python loop over orders.
+The implementation is a sort, cumulative sums and searchsorted: no Python loop over orders. Large
+books sort once by a packed int64 key (price bits, inverted for bids, then position), look at ids
+only where prices tie, and keep few full-length temporaries; see `_packed_merit_order` and
+`_PackedBook`.
 """
 
 from __future__ import annotations
 
 from math import isqrt
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,8 +78,9 @@ class UniformParams(MechanismParams):
     )
 
 
-#: Books larger than this use the O(n log n)-with-small-constant paths (composite-key sort,
-#: two-level prefix search); smaller ones use the paths with the fewest numpy calls.
+#: Books larger than this use the paths that scale (one packed-key sort, two-level prefix search,
+#: table-based self-trade check, few full-length temporaries); smaller ones use the paths with the
+#: fewest numpy calls.
 _LARGE_BOOK = 4096
 
 
@@ -86,6 +90,11 @@ _LARGE_BOOK = 4096
 _cumsum = np.add.accumulate
 _PLUS_INF = np.array([np.inf])
 _PLUS_INF.flags.writeable = False
+
+#: Order-preserving map of finite doubles onto int64: flip the magnitude bits of negative values.
+_MAGNITUDE_BITS = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+#: Added to the price bits halved (so the sum is >= 0) before the bids' bits are inverted (< 0).
+_HALF_RANGE = 1 << 62
 
 
 def _filled(n: int, value: float) -> FloatArray:
@@ -102,54 +111,206 @@ def _nothing(n_orders: int) -> ClearingResult:
     )
 
 
+def _ranges(starts: IntArray, ends: IntArray) -> IntArray:
+    """The concatenation of arange(s, e) over the (disjoint) ranges [s, e)."""
+    lengths = ends - starts
+    offsets = starts - _cumsum(lengths) + lengths
+    return np.repeat(offsets, lengths) + np.arange(int(lengths.sum()))
+
+
+def _order_bits(price: FloatArray) -> IntArray:
+    """int64 values in the order of the (finite) prices, the same for −0.0 and +0.0."""
+    bits = price.view(np.int64)
+    ordered = bits >> 63
+    ordered &= _MAGNITUDE_BITS  # flip the magnitude bits of negative prices
+    ordered ^= bits
+    np.putmask(ordered, ordered == -1, 0)  # −0.0, just below +0.0 so far
+    return ordered
+
+
+def _packed_merit_order(
+    side: NDArray[np.int8], price: FloatArray, order_id: IntArray, n_bids: int
+) -> tuple[IntArray, IntArray, int]:
+    """Merit order of a large book: positions of all bids (price descending), then all asks
+    (price ascending), ties by id; also the sorted packed keys and the number of position bits
+    (`_PackedBook` searches them).
+
+    One in-place `ndarray.sort` of int64 values (numpy's SIMD sort, about 3x faster than
+    `argsort` of a float key, and sorting no index array alongside) orders the packed keys:
+    the price's order-preserving bits, halved and moved to [0, 2^63), inverted for bids (so
+    bids are negative and descend in price), with the low `shift` bits replaced by the
+    position. That is the merit order except within runs that agree in every kept bit: prices
+    a few ulps apart, or equal prices whose ids do not increase with position. A vectorised
+    check over the pairs that share their kept bits finds the runs that are out of order, and
+    only those are lexsorted by (price, id).
+    """
+    n = side.size
+    packed = _order_bits(price)
+    packed >>= 1
+    packed += _HALF_RANGE
+    packed ^= side - 1  # −1 for bids: ~packed < 0, by price descending; asks >= 0
+    shift = max(n - 1, 1).bit_length()
+    low = (1 << shift) - 1
+    packed &= ~low
+    order = np.arange(n, dtype=np.int64)
+    packed |= order
+    packed.sort()
+    np.bitwise_and(packed, low, out=order)
+
+    high = packed >> shift
+    pair = (high[1:] == high[:-1]).nonzero()[0]  # (i, i + 1) share the kept bits, and the side
+    del high
+    if pair.size:
+        first = order[pair]
+        second = order[pair + 1]
+        first_price = price[first]
+        second_price = price[second]
+        wrong = np.where(pair < n_bids, second_price > first_price, second_price < first_price)
+        wrong |= (second_price == first_price) & (order_id[second] < order_id[first])
+        pair = pair[wrong]
+    if pair.size:
+        run_high = np.unique(packed[pair] >> shift)
+        members = _ranges(
+            packed.searchsorted(run_high << shift), packed.searchsorted((run_high + 1) << shift)
+        )
+        run = order[members]
+        run_price = price[run]
+        run_key = np.where(members < n_bids, -run_price, run_price)
+        order[members] = run[np.lexsort((order_id[run], run_key, packed[members] >> shift))]
+    return order, packed, shift
+
+
 def merit_order(side: NDArray[np.int8], price: FloatArray, order_id: IntArray) -> IntArray:
     """Positions of the orders in merit order: all bids (price descending), then all asks (price
     ascending), ties by id ascending.
 
-    Small books use one `np.lexsort`. Large books whose ids increase with position (the engine's
-    books) sort a float key once without stability, then restore the tie order with one sort of
-    an int64 composite key (side, price rank, position): about 3x faster than a lexsort.
+    Small books use one `np.lexsort`; large books one packed-key sort (`_packed_merit_order`).
     """
-    key = np.where(side, price, -price)  # Side.BUY == 0: bids by −price
-    n = key.size
-    if n <= _LARGE_BOOK or not bool((order_id[1:] > order_id[:-1]).all()):
-        return np.lexsort((order_id, key, side))
-    perm = key.argsort()
-    sorted_key = key[perm]
-    composite = np.zeros(n, np.int64)  # becomes (side, rank of key, position), in place
-    np.add.accumulate(sorted_key[1:] != sorted_key[:-1], dtype=np.int64, out=composite[1:])
-    n_ranks = int(composite[-1]) + 1
-    composite += side[perm].astype(np.int64) * n_ranks
-    composite *= n
-    composite += perm
-    composite.sort()
-    np.remainder(composite, n, out=composite)
-    return composite
+    n = side.size
+    if n <= _LARGE_BOOK:
+        return np.lexsort((order_id, np.where(side, price, -price), side))
+    return _packed_merit_order(side, price, order_id, n - int(np.count_nonzero(side)))[0]
+
+
+#: searchsorted's side: "left" counts the elements strictly better than a price, "right" also
+#: those equal to it.
+_SearchSide = Literal["left", "right"]
+
+
+class _SortedBook(Protocol):
+    """A book's prices in merit order, as `_margin` reads them. Positions count from the top of
+    each side; `ask_price_ext` gives +∞ at position n_asks ("no ask left")."""
+
+    def bid_price(self, at: int | slice | IntArray) -> FloatArray: ...
+
+    def ask_price(self, at: int) -> float: ...
+
+    def ask_price_ext(self, at: IntArray) -> FloatArray: ...
+
+    def n_bids_above(self, price: float, side: _SearchSide) -> int:
+        """How many bids are priced above `price` ("left") or at least at it ("right")."""
+
+    def n_asks_below(self, price: float, side: _SearchSide) -> int:
+        """How many asks are priced below `price` ("left") or at most at it ("right")."""
+
+
+class _ArrayBook:
+    """A small book's prices in merit order, as arrays."""
+
+    __slots__ = ("_ask_ext", "_bid", "_neg_bid")
+
+    def __init__(self, sorted_price: FloatArray, n_bids: int) -> None:
+        self._bid = sorted_price[:n_bids]
+        self._neg_bid = -self._bid  # ascending, for searchsorted
+        self._ask_ext = np.concatenate((sorted_price[n_bids:], _PLUS_INF))
+
+    def bid_price(self, at: int | slice | IntArray) -> FloatArray:
+        return self._bid[at]
+
+    def ask_price(self, at: int) -> float:
+        return float(self._ask_ext[at])
+
+    def ask_price_ext(self, at: IntArray) -> FloatArray:
+        return self._ask_ext[at]
+
+    def n_bids_above(self, price: float, side: _SearchSide) -> int:
+        return int(self._neg_bid.searchsorted(-price, side=side))
+
+    def n_asks_below(self, price: float, side: _SearchSide) -> int:
+        return int(self._ask_ext.searchsorted(price, side=side))
+
+
+class _PackedBook:
+    """A large book's prices in merit order, read through `_packed_merit_order`'s result without
+    gathering them all: a search finds the run of orders sharing the packed key's kept bits by
+    binary search over the packed keys, then compares exact prices within that run only."""
+
+    __slots__ = ("_bids", "_n_bids", "_order", "_packed", "_price", "_shift")
+
+    def __init__(
+        self, order: IntArray, packed: IntArray, shift: int, price: FloatArray, n_bids: int
+    ) -> None:
+        self._order = order
+        self._bids = order[:n_bids]
+        self._packed = packed
+        self._shift = shift
+        self._price = price
+        self._n_bids = n_bids
+
+    def bid_price(self, at: int | slice | IntArray) -> FloatArray:
+        return self._price[self._bids[at]]
+
+    def ask_price(self, at: int) -> float:
+        return float(self._price[self._order[self._n_bids + at]])
+
+    def ask_price_ext(self, at: IntArray) -> FloatArray:
+        at = at + self._n_bids
+        n = self._order.size
+        out: FloatArray = self._price[self._order[np.minimum(at, n - 1)]]
+        out[at == n] = np.inf
+        return out
+
+    def _run(self, packed_key: int) -> tuple[int, FloatArray]:
+        """Where the run of orders whose packed keys share `packed_key`'s kept bits starts, and
+        their prices in merit order."""
+        kept = packed_key >> self._shift << self._shift
+        start = int(self._packed.searchsorted(kept))
+        end = int(self._packed.searchsorted(kept + (1 << self._shift)))
+        return start, self._price[self._order[start:end]]
+
+    def n_bids_above(self, price: float, side: _SearchSide) -> int:
+        bits = int(_order_bits(np.array([price]))[0])
+        start, run = self._run(~((bits >> 1) + _HALF_RANGE))  # as in `_packed_merit_order`
+        return start + int(np.negative(run).searchsorted(-price, side=side))
+
+    def n_asks_below(self, price: float, side: _SearchSide) -> int:
+        bits = int(_order_bits(np.array([price]))[0])
+        start, run = self._run((bits >> 1) + _HALF_RANGE)
+        return start - self._n_bids + int(run.searchsorted(price, side=side))
 
 
 def _accepted_bids(
-    bid_price: FloatArray,
+    book: _SortedBook,
     bid_cum: FloatArray,
     bid_q: FloatArray,
     *,
     ask_cum: FloatArray,
-    ask_price_ext: FloatArray,
     tol_kwh: float,
 ) -> int:
     """How many bids (in merit order) cross the asks.
 
     A bid is accepted when its price is at least the price of the ask serving the volume just
-    after the bid's start (`ask_price_ext` ends with +∞ for "no ask left"). Along the merit order
-    bid prices fall and the ask prices met rise, so the accepted bids form a prefix; large books
-    find its end with a two-level search (about 2√n checks instead of n).
+    after the bid's start (+∞ when no ask is left). Along the merit order bid prices fall and the
+    ask prices met rise, so the accepted bids form a prefix; large books find its end with a
+    two-level search (about 2√n checks instead of n).
     """
 
     def accepted(idx: slice | IntArray) -> NDArray[np.bool_]:
         start = bid_cum[idx] - bid_q[idx] + tol_kwh
-        met = ask_price_ext[ask_cum.searchsorted(start, side="right")]
-        return bid_price[idx] >= met
+        met = book.ask_price_ext(ask_cum.searchsorted(start, side="right"))
+        return book.bid_price(idx) >= met
 
-    n = bid_price.size
+    n = bid_cum.size
     if n <= _LARGE_BOOK:
         return int(np.count_nonzero(accepted(slice(None))))
     stride = isqrt(n)
@@ -161,17 +322,65 @@ def _accepted_bids(
     return lo + int(np.count_nonzero(accepted(slice(lo, min(lo + stride, n)))))
 
 
+class _Margin(NamedTuple):
+    """Where a book clears: Q*, the rounding tolerance, the marginal prices and how many orders
+    of each side (from the top of the merit order) fill at all."""
+
+    cleared_kwh: float
+    tol_kwh: float
+    bid_marginal: float
+    ask_marginal: float
+    n_bid_filled: int
+    n_ask_filled: int
+
+
 def _fill_side(
     q_kwh: FloatArray, cum_kwh: FloatArray, n_above: int, n_tied: int, cleared_kwh: float
-) -> FloatArray:
-    """Fills of one side's first `n_tied` orders in merit order: the first `n_above` in full, the
-    tie group at the marginal price pro rata to quantity, so that the side totals `cleared_kwh`."""
+) -> None:
+    """Turn one side's first `n_tied` quantities (merit order) into fills, in place: the first
+    `n_above` in full, the tie group at the marginal price pro rata to quantity, so that the side
+    totals `cleared_kwh`."""
     above_kwh = float(cum_kwh[n_above - 1]) if n_above else 0.0
     tied_kwh = float(cum_kwh[n_tied - 1]) - above_kwh
     share = min(max((cleared_kwh - above_kwh) / tied_kwh, 0.0), 1.0) if tied_kwh > 0.0 else 0.0
-    fill = q_kwh[:n_tied].copy()
-    fill[n_above:] *= share
-    return fill
+    q_kwh[n_above:n_tied] *= share
+
+
+def _margin(book: _SortedBook, q_kwh: FloatArray, n_bids: int) -> _Margin | None:
+    """Locate Q* and the marginal orders of a book in merit order (`q_kwh` its quantities in
+    that order), and turn the quantities of the orders that fill into their fills, in place.
+    None if nothing trades."""
+    bid_q = q_kwh[:n_bids]
+    ask_q = q_kwh[n_bids:]
+    bid_cum = _cumsum(bid_q)
+    ask_cum = _cumsum(ask_q)
+    tol_kwh = REL_TOL * (float(bid_cum[-1]) + float(ask_cum[-1]))
+
+    n_bid_acc = _accepted_bids(book, bid_cum, bid_q, ask_cum=ask_cum, tol_kwh=tol_kwh)
+    if n_bid_acc == 0:
+        return None
+    # Q* lies in the last accepted bid's interval and ends where that bid or the asks priced at
+    # most its limit run out (trailing zero-quantity bids leave both ends unchanged).
+    last_bid_kwh = float(bid_cum[n_bid_acc - 1])
+    last_bid_price = float(book.bid_price(n_bid_acc - 1))
+    n_ask_within = book.n_asks_below(last_bid_price, "right")
+    cleared_kwh = min(last_bid_kwh, float(ask_cum[n_ask_within - 1]))
+    if cleared_kwh <= tol_kwh:
+        return None
+
+    # The marginal orders: the first on each side whose cumulative volume reaches Q* (up to
+    # rounding), which skips zero-quantity orders.
+    bid_marginal = float(book.bid_price(int(bid_cum.searchsorted(cleared_kwh - tol_kwh))))
+    ask_marginal = book.ask_price(int(ask_cum.searchsorted(cleared_kwh - tol_kwh)))
+
+    # Orders better than the margin fill fully; those tied at it share the rest pro rata.
+    n_bid_above = book.n_bids_above(bid_marginal, "left")
+    n_bid_tied = book.n_bids_above(bid_marginal, "right")
+    n_ask_above = book.n_asks_below(ask_marginal, "left")
+    n_ask_tied = book.n_asks_below(ask_marginal, "right")
+    _fill_side(bid_q, bid_cum, n_bid_above, n_bid_tied, cleared_kwh)
+    _fill_side(ask_q, ask_cum, n_ask_above, n_ask_tied, cleared_kwh)
+    return _Margin(cleared_kwh, tol_kwh, bid_marginal, ask_marginal, n_bid_tied, n_ask_tied)
 
 
 def _wash_self_matches(
@@ -207,21 +416,52 @@ def _pair(
     the next interval.
     """
     n_bids = bids.size
-    points = np.concatenate((_cumsum(bid_fill), _cumsum(ask_fill)))
-    merged = points.argsort(kind="stable")
+    points = np.empty(n_bids + asks.size)
+    _cumsum(bid_fill, out=points[:n_bids])
+    _cumsum(ask_fill, out=points[n_bids:])
     end_kwh = min(float(points[n_bids - 1]), float(points[-1]))
-    volume = np.minimum(points[merged], end_kwh)
+    merged = points.argsort(kind="stable")  # timsort: one merge of the two runs
+    volume = points.take(merged)
+    np.minimum(volume, end_kwh, out=volume)
     is_bid_point = merged < n_bids
-    bids_before: IntArray = np.add.accumulate(is_bid_point, dtype=np.int64) - is_bid_point
-    step = volume.copy()
-    step[1:] -= volume[:-1]
+    del merged
+    bids_before: IntArray = _cumsum(is_bid_point, dtype=np.int64)
+    bids_before -= is_bid_point
+    step = points  # the breakpoints' buffer, no longer needed
+    step[0] = volume[0]
+    np.subtract(volume[1:], volume[:-1], out=step[1:])
     keep = (step > tol_kwh).nonzero()[0]
-    n_bids_before = bids_before[keep]
-    trade_buy = bids[n_bids_before]
-    trade_sell = asks[keep - n_bids_before]
-    trade_kwh = volume[keep]
+    del step, points
+    n_bids_before = bids_before.take(keep)
+    del bids_before
+    trade_kwh = volume.take(keep)
+    del volume
     trade_kwh[1:] -= trade_kwh[:-1]  # ufuncs buffer overlapping operands
+    trade_buy = bids.take(n_bids_before)
+    keep -= n_bids_before  # asks before each kept breakpoint
+    trade_sell = asks.take(keep)
     return trade_buy, trade_sell, trade_kwh
+
+
+def _any_shared(a: IntArray, b: IntArray) -> bool:
+    """Whether some value occurs in both (non-empty) arrays; by a lookup table when the values
+    are small non-negative integers (participant indices), else by `np.isin`."""
+    lo = min(int(a.min()), int(b.min()))
+    hi = max(int(a.max()), int(b.max()))
+    if lo >= 0 and hi < 8 * (a.size + b.size):
+        seen = np.zeros(hi + 1, np.bool_)
+        seen[a] = True
+        return bool(seen[b].any())
+    return bool(np.isin(b, a).any())
+
+
+def _may_self_match(participant: IntArray, bids: IntArray, asks: IntArray) -> bool:
+    """Whether some participant has accepted orders (positions `bids`, `asks`) on both sides of a
+    large book. Never when the book's participants strictly increase (one order each, as the
+    engine sends), which one pass over the book shows; otherwise by `_any_shared`."""
+    if bool(np.logical_and.reduce(participant[1:] > participant[:-1])):
+        return False
+    return _any_shared(participant[bids], participant[asks])
 
 
 def clear_uniform(book: OrderBook, price_rule: PriceRule = "midpoint") -> ClearingResult:
@@ -241,77 +481,69 @@ def clear_uniform(book: OrderBook, price_rule: PriceRule = "midpoint") -> Cleari
     n_bids = n - int(np.count_nonzero(side))
     if n_bids in (0, n):
         return _nothing(n)
-    order = merit_order(side, book.price, book.id)
-    sorted_price = book.price[order]
-    sorted_q = book.quantity_kwh[order]
-    bid_price = sorted_price[:n_bids]
-    ask_price = sorted_price[n_bids:]
-    if bid_price[0] < ask_price[0]:
+    large = n > _LARGE_BOOK
+    book_view: _SortedBook
+    if large:
+        order, packed, shift = _packed_merit_order(side, book.price, book.id, n_bids)
+        if book.price[order[0]] < book.price[order[n_bids]]:  # best bid below best ask
+            return _nothing(n)
+        book_view = _PackedBook(order, packed, shift, book.price, n_bids)
+        del packed
+    else:
+        order = np.lexsort((book.id, np.where(side, book.price, -book.price), side))
+        sorted_price = book.price[order]
+        if sorted_price[0] < sorted_price[n_bids]:
+            return _nothing(n)
+        book_view = _ArrayBook(sorted_price, n_bids)
+    fill_kwh = book.quantity_kwh[order]  # becomes the fills, in place
+    margin = _margin(book_view, fill_kwh, n_bids)
+    del book_view  # 8 MB for a million orders; the pairing below needs the room more
+    if margin is None:
         return _nothing(n)
-    bid_q = sorted_q[:n_bids]
-    ask_q = sorted_q[n_bids:]
-    bid_cum = _cumsum(bid_q)
-    ask_cum = _cumsum(ask_q)
-    tol_kwh = REL_TOL * (float(bid_cum[-1]) + float(ask_cum[-1]))
-
-    n_bid_acc = _accepted_bids(
-        bid_price,
-        bid_cum,
-        bid_q,
-        ask_cum=ask_cum,
-        ask_price_ext=np.concatenate((ask_price, _PLUS_INF)),
-        tol_kwh=tol_kwh,
-    )
-    if n_bid_acc == 0:
-        return _nothing(n)
-    # Q* lies in the last accepted bid's interval and ends where that bid or the asks priced at
-    # most its limit run out (trailing zero-quantity bids leave both ends unchanged).
-    last_bid_kwh = float(bid_cum[n_bid_acc - 1])
-    n_ask_within = int(ask_price.searchsorted(bid_price[n_bid_acc - 1], side="right"))
-    cleared_kwh = min(last_bid_kwh, float(ask_cum[n_ask_within - 1]))
-    if cleared_kwh <= tol_kwh:
-        return _nothing(n)
-
-    # The marginal orders: the first on each side whose cumulative volume reaches Q* (up to
-    # rounding), which skips zero-quantity orders.
-    bid_marginal = float(bid_price[bid_cum.searchsorted(cleared_kwh - tol_kwh)])
-    ask_marginal = float(ask_price[ask_cum.searchsorted(cleared_kwh - tol_kwh)])
+    bid_marginal = margin.bid_marginal
+    ask_marginal = margin.ask_marginal
     if price_rule == "midpoint":
         clearing_price = 0.5 * (bid_marginal + ask_marginal)
     elif price_rule == "marginal_bid":
         clearing_price = bid_marginal
     else:
         clearing_price = ask_marginal
+    n_acc_bids = margin.n_bid_filled
+    bids = order[:n_acc_bids]
+    asks = order[n_bids : n_bids + margin.n_ask_filled]
+    bid_fill = fill_kwh[:n_acc_bids]
+    ask_fill = fill_kwh[n_bids : n_bids + margin.n_ask_filled]
 
-    # Orders better than the margin fill fully; those tied at it share the rest pro rata.
-    neg_bid_price = -bid_price  # ascending, for searchsorted
-    n_bid_above = int(neg_bid_price.searchsorted(-bid_marginal, side="left"))
-    n_bid_tied = int(neg_bid_price.searchsorted(-bid_marginal, side="right"))
-    n_ask_above = int(ask_price.searchsorted(ask_marginal, side="left"))
-    n_ask_tied = int(ask_price.searchsorted(ask_marginal, side="right"))
-    bid_fill = _fill_side(bid_q, bid_cum, n_bid_above, n_bid_tied, cleared_kwh)
-    ask_fill = _fill_side(ask_q, ask_cum, n_ask_above, n_ask_tied, cleared_kwh)
-    bids = order[:n_bid_tied]
-    asks = order[n_bids : n_bids + n_ask_tied]
-
+    # Only a participant with accepted orders on both sides can self-match.
     self_matched_kwh = 0.0
-    accepted = np.concatenate((bids, asks))
-    acc_participant = book.participant[accepted]
-    sorted_participant = acc_participant.copy()
-    sorted_participant.sort()
-    if np.logical_or.reduce(sorted_participant[1:] == sorted_participant[:-1]):
-        is_bid = np.arange(accepted.size) < bids.size
+    if large:
+        acc_participant = None
+        may_self_match = _may_self_match(book.participant, bids, asks)
+    else:  # any repeat among the accepted: one sort (a repeat on one side washes nothing)
+        acc_participant = book.participant[np.concatenate((bids, asks))]
+        repeats = acc_participant.copy()
+        repeats.sort()
+        may_self_match = bool(np.logical_or.reduce(repeats[1:] == repeats[:-1]))
+    if may_self_match:
+        if acc_participant is None:
+            acc_participant = book.participant[np.concatenate((bids, asks))]
+        is_bid = np.arange(acc_participant.size) < n_acc_bids
         fill, self_matched_kwh = _wash_self_matches(
             acc_participant, np.concatenate((bid_fill, ask_fill)), is_bid
         )
-        bid_fill = fill[: bids.size]
-        ask_fill = fill[bids.size :]
+        bid_fill = fill[:n_acc_bids]
+        ask_fill = fill[n_acc_bids:]
 
+    trade_buy, trade_sell, trade_kwh = _pair(bids, bid_fill, asks, ask_fill, margin.tol_kwh)
     filled_kwh = np.zeros(n)
     filled_kwh[bids] = bid_fill
     filled_kwh[asks] = ask_fill
-    price = np.where(filled_kwh > 0.0, clearing_price, np.nan)
-    trade_buy, trade_sell, trade_kwh = _pair(bids, bid_fill, asks, ask_fill, tol_kwh)
+    if large:  # only accepted orders can have filled
+        price = _filled(n, np.nan)
+        price[bids[bid_fill > 0.0]] = clearing_price
+        price[asks[ask_fill > 0.0]] = clearing_price
+    else:
+        price = np.where(filled_kwh > 0.0, clearing_price, np.nan)
     return ClearingResult(
         filled_kwh=filled_kwh,
         price=price,
@@ -322,7 +554,7 @@ def clear_uniform(book: OrderBook, price_rule: PriceRule = "midpoint") -> Cleari
         trade_kwh=trade_kwh,
         trade_price=_filled(trade_kwh.size, clearing_price),
         info={
-            "cleared_kwh": cleared_kwh,
+            "cleared_kwh": margin.cleared_kwh,
             "self_matched_kwh": self_matched_kwh,
             "marginal_bid_price": bid_marginal,
             "marginal_ask_price": ask_marginal,
