@@ -39,6 +39,17 @@ KPI_COLUMNS: tuple[tuple[str, str], ...] = (
     ("market_s", "timing_s.slots"),
 )
 
+#: Extra columns when the scenario has a feeder.
+NETWORK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("max_voltage_pu", "network.max_voltage_pu"),
+    ("min_voltage_pu", "network.min_voltage_pu"),
+    ("voltage_violation_slots", "network.voltage_violation_slots"),
+    ("overload_slots", "network.overload_slots"),
+    ("losses_kwh", "network.losses_kwh"),
+    ("curtailed_kwh", "network.curtailed_kwh"),
+    ("network_charges", "network.network_charges"),
+)
+
 
 def _get(summary: dict[str, Any], path: str) -> Any:
     node: Any = summary
@@ -62,6 +73,9 @@ class Comparison:
             row: dict[str, Any] = {"market": name, "family": get_mechanism(name).family}
             for col, path in KPI_COLUMNS:
                 row[col] = _get(s, path)
+            if "network" in s:
+                for col, path in NETWORK_COLUMNS:
+                    row[col] = _get(s, path)
             # gains from trade: what the community as a whole saves against the baseline
             row["welfare_gain"] = s["cost"]["savings"]
             iters = s.get("market_info", {}).get("iterations", {})

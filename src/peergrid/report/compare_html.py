@@ -30,6 +30,13 @@ _HEADS = {
     "participants_worse_off": "Worse off",
     "iterations_mean": "Iterations (mean)",
     "market_s": "Solve time [s]",
+    "max_voltage_pu": "Max voltage [pu]",
+    "min_voltage_pu": "Min voltage [pu]",
+    "voltage_violation_slots": "Voltage violation slots",
+    "overload_slots": "Overload slots",
+    "losses_kwh": "Losses [kWh]",
+    "curtailed_kwh": "Curtailed [kWh]",
+    "network_charges": "Network charges",
 }
 _PERCENT = {"self_sufficiency", "self_consumption"}
 
@@ -41,10 +48,19 @@ def _cell(key: str, value: Any, currency: str) -> str:
         return html.escape(value)
     if key in _PERCENT:
         return f"{100 * float(value):.1f} %"
-    if key in {"savings", "welfare_gain", "total_bill", "baseline_bill", "operator_surplus"}:
+    if key in {
+        "savings",
+        "welfare_gain",
+        "total_bill",
+        "baseline_bill",
+        "operator_surplus",
+        "network_charges",
+    }:
         return f"{float(value):,.2f} {html.escape(currency)}"
-    if key == "participants_worse_off":
+    if key in {"participants_worse_off", "voltage_violation_slots", "overload_slots"}:
         return str(int(value))
+    if key in {"max_voltage_pu", "min_voltage_pu"}:
+        return f"{float(value):.4f}"
     return f"{float(value):,.3f}" if abs(float(value)) < 10 else f"{float(value):,.1f}"
 
 
