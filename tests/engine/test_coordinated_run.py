@@ -47,3 +47,36 @@ def test_period_allocation_rules_share_exactly_the_grid_bill(rule: str) -> None:
     assert np.all(
         result.participants["bill"].to_numpy() - c.daily_charge * c.grid.days <= alone + 1e-9
     )
+
+
+@pytest.mark.parametrize("rule", ["marginal", "proportional", "shapley"])
+def test_summary_reports_the_core_check(rule: str) -> None:
+    from peergrid.coordination.allocation import core_check
+    from peergrid.markets.coordinated import netting_game
+
+    result = simulate(coordinated(rule))  # type: ignore[arg-type]
+    core = result.summary["core"]
+    assert core["checked"] is True
+    c = result.community
+    net = result.series("net_kwh")
+    fixed = c.daily_charge * c.grid.days
+    cost = result.participants["bill"].to_numpy() - fixed
+    alone, savings = netting_game(net, c.retail_price, c.feed_in_price)
+    direct = core_check(alone - cost, savings, c.n_participants, tol=1e-9 * np.abs(alone).sum())
+    assert core["in_core"] == direct.in_core
+    assert core["max_violation"] == pytest.approx(direct.max_violation, abs=1e-6)
+    if rule != "marginal":  # period rules share exactly the netting game's value
+        assert core["efficient"] is True
+
+
+def test_core_check_is_skipped_for_large_communities() -> None:
+    sc = small_scenario(n=5, tou=True).model_copy(
+        update={
+            "market": MarketSpec(
+                mechanism="coordinated",
+                params={"allocation": "shapley", "core_check_max_players": 4},
+            )
+        }
+    )
+    core = simulate(sc).summary["core"]
+    assert core["checked"] is False

@@ -141,6 +141,22 @@ def simulate(
         network_out.amend(summary, participants)
         if resolved.network is not None and resolved.network.compare_unconstrained:
             network_out.compare(summary, _unconstrained(scenario, resolved, market, community))
+    core = getattr(mechanism, "core_check", None)
+    if core is not None:
+        energy = recorded.series["cost"].sum(axis=0) if period_cost is None else period_cost
+        net = recorded.series["net_kwh"]
+        check = core(net, community.retail_price, community.feed_in_price, energy)
+        summary["core"] = (
+            {"checked": False, "reason": f"more than the limit of participants ({n})"}
+            if check is None
+            else {
+                "checked": True,
+                "in_core": bool(check.in_core),
+                "efficient": bool(check.efficient),
+                "max_violation": round(float(check.max_violation), 6),
+                "worst_coalition": [community.names[i] for i in sorted(check.worst_coalition)],
+            }
+        )
     runtime = time.perf_counter() - t0
     summary["runtime_s"] = round(runtime, 3)
     summary["ems"] = run_ems

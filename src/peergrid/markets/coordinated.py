@@ -24,10 +24,14 @@ payments by the rule's shares (a budget-neutral transfer on top of these fills).
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
+
+if TYPE_CHECKING:
+    from peergrid.coordination.allocation import CoreCheck
 
 from peergrid.markets.base import (
     ClearingResult,
@@ -60,6 +64,37 @@ class CoordinatedMarketParams(MechanismParams):
         le=100_000,
         description="Permutations sampled for the Shapley value beyond 15 participants.",
     )
+    core_check_max_players: int = Field(
+        default=12,
+        ge=0,
+        le=16,
+        description="Check whether the period's allocation is in the core of the ex-post "
+        "netting game (all 2^n coalitions) for communities up to this size; 0 disables it.",
+    )
+
+
+def netting_game(
+    net_kwh: FloatArray, retail_price: FloatArray, feed_in_price: FloatArray
+) -> tuple[FloatArray, Callable[[frozenset[int]], float]]:
+    """The ex-post netting game of a period: each participant's stand-alone cost (its own net
+    positions at retail / feed-in), (P,), and the savings v(S) = Σ_{i∈S} stand-alone_i − grid
+    bill of Σ_{i∈S} net_i that a coalition S makes by netting its positions behind one meter."""
+    net = np.asarray(net_kwh, dtype=np.float64)
+    retail = np.asarray(retail_price, dtype=np.float64)
+    feed_in = np.asarray(feed_in_price, dtype=np.float64)
+    alone: FloatArray = (
+        np.maximum(-net, 0.0) * retail[:, None] - np.maximum(net, 0.0) * feed_in[:, None]
+    ).sum(axis=0)
+
+    def savings(members: frozenset[int]) -> float:
+        if not members:
+            return 0.0
+        idx = sorted(members)
+        x = net[:, idx].sum(axis=1)
+        bill = float(retail @ np.maximum(-x, 0.0) - feed_in @ np.maximum(x, 0.0))
+        return float(alone[idx].sum()) - bill
+
+    return alone, savings
 
 
 def pool_price(book: OrderBook, ctx: MarketContext) -> float:
@@ -133,22 +168,10 @@ class CoordinatedMarket:
         if rule == "marginal":
             return None
         net = np.asarray(net_kwh, dtype=np.float64)
-        retail = np.asarray(retail_price, dtype=np.float64)
-        feed_in = np.asarray(feed_in_price, dtype=np.float64)
-        alone = (
-            np.maximum(-net, 0.0) * retail[:, None] - np.maximum(net, 0.0) * feed_in[:, None]
-        ).sum(axis=0)
-        community = float(community_grid_bill(net, retail, feed_in))
+        alone, netting_savings = netting_game(net, retail_price, feed_in_price)
+        community = float(community_grid_bill(net, retail_price, feed_in_price))
         if rule == "proportional":
             return proportional_allocation(alone, community, np.abs(net).sum(axis=0)).cost
-
-        def netting_savings(members: frozenset[int]) -> float:
-            if not members:
-                return 0.0
-            idx = sorted(members)
-            x = net[:, idx].sum(axis=1)
-            bill = float(retail @ np.maximum(-x, 0.0) - feed_in @ np.maximum(x, 0.0))
-            return float(alone[idx].sum()) - bill
 
         phi = shapley_value(
             netting_savings,
@@ -158,6 +181,27 @@ class CoordinatedMarket:
         ).value
         cost: FloatArray = alone - phi
         return cost
+
+    def core_check(
+        self,
+        net_kwh: FloatArray,
+        retail_price: FloatArray,
+        feed_in_price: FloatArray,
+        energy_cost: FloatArray,
+    ) -> CoreCheck | None:
+        """Is the period's allocation (each participant's energy cost, (P,)) in the core of
+        the ex-post netting game, i.e. does no coalition save more by netting on its own than
+        the allocation gives its members? None beyond `core_check_max_players`."""
+        from peergrid.coordination.allocation import core_check
+
+        n = int(np.shape(net_kwh)[1])
+        limit = self.params.core_check_max_players  # type: ignore[attr-defined]
+        if n < 1 or n > limit:
+            return None
+        alone, savings = netting_game(net_kwh, retail_price, feed_in_price)
+        x = alone - np.asarray(energy_cost, dtype=np.float64)
+        scale = max(1.0, float(np.abs(alone).sum()))
+        return core_check(x, savings, n, kind="profit", tol=1e-9 * scale)
 
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult:
         """Fill the pool at the coordinator's price."""
