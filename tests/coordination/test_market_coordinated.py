@@ -73,9 +73,10 @@ def test_price_clipped_to_the_retail_band_and_one_sided_books() -> None:
 def test_registered_with_its_allocation_rule() -> None:
     info = {i.name: i for i in list_mechanisms()}["coordinated"]
     assert (info.family, info.uses_net_positions) == ("coordinated", False)
-    rule, samples = info.params
+    rule, samples, core = info.params
     assert (rule.name, rule.default) == ("allocation", "marginal")
     assert (samples.name, samples.default) == ("shapley_samples", 200)
+    assert (core.name, core.default) == ("core_check_max_players", 12)
     mech = get_mechanism("coordinated", {"allocation": "shapley"})
     assert isinstance(mech.params, CoordinatedMarketParams)
     r = mech.clear(_book([B, S], [1.0, 1.0], [0.2, 0.2]), CTX)

@@ -146,3 +146,11 @@ def test_user_network_file_and_errors(tmp_path: Path) -> None:
     pp.to_json(loop, str(tmp_path / "loop.json"))
     with pytest.raises(InputError, match=r"loop\.json: the network is meshed"):
         load_network(file=tmp_path / "loop.json")
+
+
+def test_a_voltage_collapse_is_a_clear_error() -> None:
+    net, f = load_network("kerber-landnetz-kabel-1")
+    p = np.zeros((3, f.n_bus))
+    p[1, f.conn_bus] = -400.0  # 400 kW at every house of an 18-bus cable feeder
+    with pytest.raises(InputError, match=r"does not converge in 1 slot\(s\) \(first: slot 1"):
+        PgmPowerFlow(f, net).run(p, np.zeros_like(p))

@@ -53,13 +53,33 @@ functions):
 - **Import / export limits** (`import_limit_kw`, `export_limit_kw`, default none) bound
   G⁺ and G⁻; energy beyond a limit is allowed at the energy penalty extra and reported, so the
   LP is always feasible.
+- **Network** (optional, `ScheduleProblem.network`, `coordination/network.py`): per slot, the
+  feeder's LinDistFlow model written sparsely, one flow column P_b [kW] and one voltage column
+  per branch (its child bus): flow conservation dt·(P_b − Σ_children P_c) + injection_n = 0
+  at every bus, where the injection is the sum of the nets of the bus's participants (the same
+  columns as the balance), and w_n = w_parent + r_b·P_b with v_n = v0_n − w_n/(1000·v0_n);
+  v_min + margin ≤ v ≤ v_max − margin at monitored buses (bounds widened to include the
+  no-load voltage), |P_b| ≤ rating_kw at monitored branches (column bounds). That is
+  O((N + B)·H) rows, not N×N per slot, and only for the slots that need them (row generation,
+  `_solve_network`). With a network the coordinator may also curtail PV (a column per
+  participant and slot up to its generation, costing `wear_per_kwh` per kWh on top of the
+  energy it loses): when the batteries are full it is the only executable way to export
+  less, since a battery that charges and discharges at once to burn energy is netted by the
+  executing EMS (and with wear > 0 burning costs more than curtailing). Where no schedule can
+  hold the limits (inflexible loads), penalised excess columns at each bus with participants
+  take the load the network cannot carry out of its rows (`network_import_excess_kwh`: what
+  would have to be shed). Per-participant limits [−import, export]·Δt on each participant's
+  net (static caps or operating envelopes) are ranged rows with penalised excess columns in
+  the same way. The network prices: the dual of the conservation row at bus n, μ_t,n, makes
+  bus_price_t,n = λ_t + μ_t,n the marginal cost of a kWh more demand at that bus; the reduced
+  costs of the voltage and flow columns are the shadow prices of the limits.
 
 Penalties are scaled to the data, not fixed numbers (a 30× spread between costs and penalties
 doubled the interior-point iterations): a kWh of EV shortfall, unserved trip energy, v2h reserve
-or limit excess costs `penalty_factor` (4) × the dearest price in the horizon / the EV's charge
-efficiency; a kelvin of virtual heat costs `penalty_factor` × that price / the building's
-smallest ±COP·g [K/kWh], i.e. more than heating it for real at the dearest price. So a soft
-constraint gives way only where it cannot be met.
+or limit excess (community, participant or network) costs `penalty_factor` (4) × the dearest
+price in the horizon / the EV's charge efficiency; a kelvin of virtual heat costs
+`penalty_factor` × that price / the building's smallest ±COP·g [K/kWh], i.e. more than heating
+it for real at the dearest price. So a soft constraint gives way only where it cannot be met.
 
 The dual of the community balance is the community's internal marginal price λ_t [currency/kWh].
 Without binding import/export limits λ_buy,t ≥ λ_t ≥ λ_sell,t: G⁺ and G⁻ are free to move, so
@@ -78,15 +98,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import Literal, TypeAlias
 
 import highspy
 import numpy as np
+from numpy.typing import NDArray
 
 from peergrid.assets import ev, shiftable, thermal
 from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray, Profiles
-from peergrid.errors import PeergridError
+from peergrid.coordination.network import NetworkConstraints
+from peergrid.errors import InputError, PeergridError
+from peergrid.network.feeder import S_BASE_MVA
 
 ShiftableMode = Literal["relaxed", "milp"]
 SolverChoice = Literal["auto", "ipm", "simplex"]
@@ -94,6 +117,12 @@ SolverChoice = Literal["auto", "ipm", "simplex"]
 _INF = np.inf
 _MIN_PRICE_SCALE = 0.01  # floor of the price scale of the penalties [currency/kWh]
 _HOLD_TOL_K = 1e-9  # a band counts as holdable with this much to spare [K]
+_KW_PER_PU = 1000.0 * S_BASE_MVA
+_BINDING_DUAL = 1e-6  # a limit binds where its shadow price exceeds this × the price scale
+# the feeder's rows start in the slots whose inflexible injections come this near a limit
+# (voltage [pu], share of a rating): measured, the closest that mostly spares a second round
+_PREDICT_WITHIN_PU = 0.02
+_PREDICT_WITHIN_FRAC = 0.2
 
 
 class ScheduleError(PeergridError):
@@ -126,7 +155,10 @@ class ScheduleOptions:
             `ipm_min_battery_share`, simplex otherwise. Measured on 50–200 households × 96
             slots (2 cores): IPM solves battery-dominated LPs 2–7× faster than simplex (200
             homes with batteries: 1.8 s against 9–13 s), while with an EV and a heat pump in
-            every home simplex is 2–3× faster (200 homes: 5 s against 8 s).
+            every home simplex is 2–3× faster (200 homes: 5 s against 8 s). With a feeder's
+            rows in the LP (`ScheduleProblem.network`) "auto" picks IPM from `ipm_min_cols`
+            on whatever the assets: where voltage or flow limits bind, simplex took 2–6× as
+            long (100 homes on a 129-bus feeder: 4 s against 20–40 s).
         ipm_min_cols: model size [columns] from which "auto" may pick IPM.
         ipm_min_battery_share: share of battery columns from which "auto" picks IPM [-].
         crossover: run crossover after IPM (a vertex solution with exact complementary duals;
@@ -168,6 +200,9 @@ class ScheduleProblem:
         job_start_slot: (J,) run slot at which each run started or is fixed to start; −1 where
             the coordinator chooses. None: all free.
         job_done_kwh: (J,) energy the free runs already drew (relaxed rolling plans); None: 0.
+        network: the feeder's limits and the per-participant limits, or None. Its
+            per-participant limits are on the run's slot grid: the schedule uses their rows
+            t0..t0 + H − 1.
     """
 
     assets: AssetParams
@@ -185,6 +220,7 @@ class ScheduleProblem:
     t0: int = 0
     job_start_slot: IntArray | None = None
     job_done_kwh: FloatArray | None = None
+    network: NetworkConstraints | None = None
 
     @property
     def n_slots(self) -> int:
@@ -204,6 +240,7 @@ class ScheduleProblem:
         *,
         start: int = 0,
         stop: int | None = None,
+        network: NetworkConstraints | None = None,
     ) -> ScheduleProblem:
         """The problem for run slots [start, stop) from the assets' initial states."""
         sl = slice(start, stop)
@@ -221,7 +258,60 @@ class ScheduleProblem:
             ev_soc_kwh=np.asarray(assets.ev.soc_initial_kwh, dtype=np.float64),
             indoor_temp_c=np.asarray(assets.thermal.t_initial_c, dtype=np.float64),
             t0=start,
+            network=network,
         )
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkSchedule:
+    """The network side of a schedule with `ScheduleProblem.network`: H slots, N buses,
+    B branches, P participants.
+
+    Attributes:
+        bus_injection_kw: injection at every bus as the LP's network rows see it: the nets of
+            its participants (after curtailment) plus the load shed there
+            (`network_import_excess_kwh`), (H, N) [kW], export positive.
+        p_from_kw: active power entering every branch at its parent end, (H, B) [kW] (the
+            network layer's direction: positive towards the buses below).
+        voltage_pu: the LP's linear voltages with q = 0, which the upper limit bounds, (H, N).
+        voltage_low_pu: the LP's linear voltages with q = load_tan_phi·p, which the lower
+            limit bounds, (H, N); equal to `voltage_pu` without reactive power.
+        bus_price: λ_t + μ_t,n, the marginal cost of one more kWh of demand at each bus (μ the
+            dual of the bus's flow conservation), (H, N) [currency/kWh]; NaN without duals.
+        voltage_shadow_price: what one pu more of room at the binding voltage limit would save,
+            (H, N) [currency/pu], ≥ 0.
+        voltage_binding: +1 where the upper voltage limit binds, −1 the lower, 0 neither, (H, N).
+        flow_shadow_price: what one kW more of branch rating would save, (H, B)
+            [currency/kW], ≥ 0.
+        flow_binding: +1 where a branch's limit binds towards the buses below (they import),
+            −1 towards the slack (they export), 0 neither, (H, B).
+        pv_curtailment_kwh: PV generation the schedule curtails, (H, P) [kWh].
+        network_import_excess_kwh: load the network could not carry at each bus, (H, N)
+            [kWh]: what would have to be shed (penalised).
+        participant_export_excess_kwh, participant_import_excess_kwh: net export (import)
+            beyond each participant's limit, (H, P) [kWh].
+        network_slots: slots whose feeder rows were in the LP, (H,) (module docstring); in
+            the others no limit binds, and flows and voltages are the same linear model of
+            the injections.
+        rounds: LP solves it took to find the slots (for a rolling schedule: the most any
+            plan took).
+    """
+
+    bus_injection_kw: FloatArray
+    p_from_kw: FloatArray
+    voltage_pu: FloatArray
+    voltage_low_pu: FloatArray
+    bus_price: FloatArray
+    voltage_shadow_price: FloatArray
+    voltage_binding: NDArray[np.int8]
+    flow_shadow_price: FloatArray
+    flow_binding: NDArray[np.int8]
+    pv_curtailment_kwh: FloatArray
+    network_import_excess_kwh: FloatArray
+    participant_export_excess_kwh: FloatArray
+    participant_import_excess_kwh: FloatArray
+    network_slots: BoolArray
+    rounds: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,10 +332,12 @@ class Schedule:
         energy_cost_per_slot: retail·G⁺ − feed_in·G⁻ with the actual feed-in price, (H,)
             [currency].
         wear_cost_per_slot, penalty_cost_per_slot: the objective's other two parts, (H,)
-            [currency]; a departure shortfall counts in the slot before the departure.
+            [currency]; a departure shortfall counts in the slot before the departure. With a
+            network, curtailed PV costs `wear_per_kwh` too (counted as wear).
         own_cost_per_slot: each participant's own part of the objective (its wear and its
-            soft-constraint penalties), (H, P) [currency]; the energy cost and the limits'
-            penalties are the community's.
+            soft-constraint penalties, its own limits' included), (H, P) [currency]; the energy
+            cost and the penalties of the community's and the network's limits are the
+            community's.
         ev_shortfall_kwh: (H + 1, P) missing energy at departures [kWh].
         ev_unserved_kwh: (H, P) trip energy the EV battery could not supply [kWh].
         ev_reserve_shortfall_kwh: (H + 1, P) v2h EV below soc_min while plugged in [kWh].
@@ -261,6 +353,8 @@ class Schedule:
         build_s, solve_s: model build and solver time [s].
         n_cols, n_rows, n_nonzeros: LP size.
         solver: "ipm", "simplex" or "mip".
+        network: flows, voltages, network prices and excesses (`NetworkSchedule`) when the
+            problem has a network; None otherwise.
     """
 
     battery_charge_kwh: FloatArray
@@ -297,6 +391,7 @@ class Schedule:
     n_rows: int
     n_nonzeros: int
     solver: str
+    network: NetworkSchedule | None = None
 
     @property
     def energy_cost(self) -> float:
@@ -320,6 +415,7 @@ class Schedule:
 
 def net_kwh_of(problem: ScheduleProblem, s: Schedule) -> FloatArray:
     """Net export of every participant under a schedule, (H, P) [kWh] (export positive)."""
+    curtailed = 0.0 if s.network is None else s.network.pv_curtailment_kwh
     out: FloatArray = (
         problem.pv_kwh
         + s.battery_discharge_kwh
@@ -329,6 +425,7 @@ def net_kwh_of(problem: ScheduleProblem, s: Schedule) -> FloatArray:
         - s.shiftable_kwh
         - s.battery_charge_kwh
         - s.ev_charge_kwh
+        - curtailed
     )
     return out
 
@@ -522,6 +619,201 @@ def _ranges(first: IntArray, stop: IntArray) -> tuple[IntArray, IntArray]:
     return group.astype(np.int64), value.astype(np.int64)
 
 
+# --------------------------------------------------------------------------------------------
+# The network
+
+# A block of a participant's net export: (slot rows, participants, columns, coefficient [kWh
+# of net export per unit of the column]), broadcast together; −1 columns are absent.
+_Term: TypeAlias = tuple[IntArray, IntArray, IntArray, float | FloatArray]
+
+
+@dataclass(frozen=True, eq=False)
+class _NetIndex:
+    """Columns and rows of the network part of the LP, (H, B) per branch (its child bus) or
+    (H, P) per participant; −1 where absent."""
+
+    active: BoolArray  # (H,) slots with the feeder's rows
+    flow: IntArray  # P_b [kW]
+    w_hi: IntArray  # cumulative drop with q = 0 [kW·pu], the upper voltage limit's
+    w_lo: IntArray  # with q = tan φ·p, the lower limit's (w_hi itself without reactive power)
+    cons: IntArray  # flow conservation rows [kWh]
+    cut: IntArray  # (H, P) PV curtailment [kWh]
+    bus_imp: IntArray  # network import excess [kWh]
+    lim_exp: IntArray  # participant export excess [kWh]
+    lim_imp: IntArray  # participant import excess [kWh]
+
+
+def _network_model(
+    m: _Model,
+    problem: ScheduleProblem,
+    net: NetworkConstraints,
+    const_kwh: FloatArray,
+    terms: list[_Term],
+    pen: float,
+    active: BoolArray,
+    bal: IntArray,
+    cut_cost: float,
+) -> _NetIndex:
+    """Add PV curtailment, the feeder's LinDistFlow rows for the `active` slots (H,) and the
+    participants' limits for all (module docstring).
+
+    `const_kwh` is every participant's fixed net export (H, P) [kWh]; `terms` the rest of it
+    (curtailment is added to them and to the balance rows `bal`).
+    """
+    h, dt = problem.n_slots, problem.dt_h
+    pv = np.asarray(problem.pv_kwh, dtype=np.float64)
+    cut = m.cols(pv > 0.0, 0.0, pv, cut_cost)
+    m.coef(bal[:, None], cut, -1.0)
+    terms = [*terms, (np.arange(h)[:, None], np.arange(problem.n_participants)[None, :], cut, -1.0)]
+    n, nb = net.n_bus, net.n_branch
+    to, bus_of = net.branch_to, net.bus_of
+    hb = np.repeat(active[:, None], nb, axis=1)
+    up = net.parent_branch
+
+    # flows, bounded at the monitored branches
+    f_lo, f_hi = np.full(nb, -_INF), np.full(nb, _INF)
+    f_lo[net.monitored_branches] = -net.rating_kw
+    f_hi[net.monitored_branches] = net.rating_kw
+    flow = m.cols(hb, f_lo, f_hi, 0.0)
+
+    # conservation at every bus but the slack [kWh]: dt·(P_b − Σ_children P_c) + injection = 0
+    const_bus = np.zeros((h, n))
+    np.add.at(const_bus.T, bus_of, const_kwh.T)
+    cons = m.rows(hb, -const_bus[:, to], -const_bus[:, to])
+    m.coef(cons, flow, dt)
+    m.coef(np.where(up >= 0, cons[:, np.maximum(up, 0)], -1), flow, -dt)  # −1 stays −1
+    bus_row = np.full((h, n), -1, dtype=np.int64)
+    bus_row[:, to] = cons
+    for t_idx, p_idx, col, val in terms:
+        m.coef(bus_row[t_idx, bus_of[p_idx]], col, val)
+    has_part = np.zeros(n, dtype=bool)
+    has_part[bus_of] = True
+    bus_imp = m.cols(hb & has_part[to][None, :], 0.0, _INF, pen)
+    m.coef(cons, bus_imp, 1.0)
+
+    # voltages: w_n = w_parent + (r_b + x_b·tan φ)·P_b, bounded at the monitored buses
+    v0 = net.v0_pu[to]
+    monitored = np.zeros(n, dtype=bool)
+    monitored[net.monitored_buses] = True
+    mon = monitored[to]
+    scale = _KW_PER_PU * v0
+    w_lo_bound = np.where(
+        mon, np.minimum(scale * (v0 - net.v_max_pu + net.voltage_margin_pu), 0.0), -_INF
+    )  # the upper voltage limit
+    w_hi_bound = np.where(
+        mon, np.maximum(scale * (v0 - net.v_min_pu - net.voltage_margin_pu), 0.0), _INF
+    )  # the lower voltage limit
+
+    def drops(lo: FloatArray, hi: FloatArray, per_kw: FloatArray) -> IntArray:
+        w = m.cols(hb, lo, hi, 0.0)
+        row = m.rows(hb, 0.0, 0.0)
+        m.coef(row, w, 1.0)
+        m.coef(row, np.where(up >= 0, w[:, np.maximum(up, 0)], -1), -1.0)
+        m.coef(row, flow, -per_kw)
+        return w
+
+    if net.load_tan_phi > 0.0:
+        w_hi = drops(w_lo_bound, np.full(nb, _INF), net.r_pu)
+        w_lo = drops(np.full(nb, -_INF), w_hi_bound, net.r_pu + net.load_tan_phi * net.x_pu)
+    else:
+        w_hi = w_lo = drops(w_lo_bound, w_hi_bound, net.r_pu)
+
+    # per-participant limits: −import·dt ≤ net − export excess + import excess ≤ export·dt
+    exp_kw, imp_kw = net.limits(problem.t0, h)
+    shape = (h, problem.n_participants)
+    fin_e = np.zeros(shape, dtype=bool) if exp_kw is None else np.isfinite(exp_kw)
+    fin_i = np.zeros(shape, dtype=bool) if imp_kw is None else np.isfinite(imp_kw)
+    hi = np.where(fin_e, (exp_kw if exp_kw is not None else 0.0) * dt - const_kwh, _INF)
+    lo = np.where(fin_i, -(imp_kw if imp_kw is not None else 0.0) * dt - const_kwh, -_INF)
+    lim = m.rows(fin_e | fin_i, lo, hi)
+    lim_exp = m.cols(fin_e, 0.0, _INF, pen)
+    lim_imp = m.cols(fin_i, 0.0, _INF, pen)
+    m.coef(lim, lim_exp, -1.0)
+    m.coef(lim, lim_imp, 1.0)
+    if (fin_e | fin_i).any():
+        for t_idx, p_idx, col, val in terms:
+            m.coef(lim[t_idx, p_idx], col, val)
+    return _NetIndex(active, flow, w_hi, w_lo, cons, cut, bus_imp, lim_exp, lim_imp)
+
+
+def _network_result(
+    net: NetworkConstraints,
+    idx: _NetIndex,
+    net_kwh: FloatArray,
+    dt: float,
+    xv: FloatArray,
+    duals: FloatArray | None,
+    col_duals: FloatArray | None,
+    lam: FloatArray,
+    price_scale: float,
+) -> NetworkSchedule:
+    """Read the network part of a solution (`net_kwh`: every participant's net before
+    curtailment, (H, P)).
+
+    In the active slots flows and voltages are the LP's columns; in the others (where no limit
+    binds) the same linear model of the injections.
+    """
+    h = net_kwh.shape[0]
+    n, nb, to = net.n_bus, net.n_branch, net.branch_to
+    act = idx.active
+    v0 = net.v0_pu[to]
+
+    def per_bus(block: FloatArray) -> FloatArray:
+        out = np.zeros((h, n))
+        out[:, to] = block
+        return out
+
+    bus_imp = per_bus(_take(xv, idx.bus_imp))
+    cut = _take(xv, idx.cut)
+    inj = np.zeros((h, n))
+    np.add.at(inj.T, net.bus_of, (net_kwh - cut).T)
+    inj = (inj + bus_imp) / dt
+    flow = net.branch_flow_kw(inj)
+    flow[act] = xv[idx.flow[act]]
+
+    def voltage(w: IntArray, tan_phi: float) -> FloatArray:
+        out = net.voltage_pu(flow, tan_phi)
+        out[np.ix_(act, to)] = v0 - xv[w[act]] / (_KW_PER_PU * v0)
+        return out
+
+    v_hi = voltage(idx.w_hi, 0.0)
+    v_lo = v_hi if idx.w_lo is idx.w_hi else voltage(idx.w_lo, net.load_tan_phi)
+    v_shadow = np.zeros((h, n))
+    v_bind = np.zeros((h, n), dtype=np.int8)
+    f_shadow = np.zeros((h, nb))
+    f_bind = np.zeros((h, nb), dtype=np.int8)
+    bus_price = np.full((h, n), np.nan)
+    if duals is not None and col_duals is not None:
+        bus_price = np.repeat(lam[:, None], n, axis=1)
+        bus_price[np.ix_(act, to)] += duals[idx.cons[act]]
+        tol = _BINDING_DUAL * price_scale
+        # reduced costs: ∂objective/∂(bound of w) [currency per kW·pu]; w's lower bound is the
+        # upper voltage limit (d ≥ 0 where it binds), its upper bound the lower limit (d ≤ 0)
+        upper = np.maximum(col_duals[idx.w_hi[act]], 0.0) * (_KW_PER_PU * v0)
+        lower = np.maximum(-col_duals[idx.w_lo[act]], 0.0) * (_KW_PER_PU * v0)
+        v_shadow[np.ix_(act, to)] = upper + lower
+        v_bind[np.ix_(act, to)] = np.where(upper > tol, 1, np.where(lower > tol, -1, 0))
+        d_flow = col_duals[idx.flow[act]]  # ≤ 0 at the upper bound, ≥ 0 at the lower
+        f_shadow[act] = np.abs(d_flow)
+        f_bind[act] = np.where(d_flow < -tol, 1, np.where(d_flow > tol, -1, 0))
+    return NetworkSchedule(
+        bus_injection_kw=inj,
+        p_from_kw=flow,
+        voltage_pu=v_hi,
+        voltage_low_pu=v_lo,
+        bus_price=bus_price,
+        voltage_shadow_price=v_shadow,
+        voltage_binding=v_bind,
+        flow_shadow_price=f_shadow,
+        flow_binding=f_bind,
+        pv_curtailment_kwh=cut,
+        network_import_excess_kwh=bus_imp,
+        participant_export_excess_kwh=_take(xv, idx.lim_exp),
+        participant_import_excess_kwh=_take(xv, idx.lim_imp),
+        network_slots=act.copy(),
+    )
+
+
 def new_highs() -> highspy.Highs:
     """A silent HiGHS instance.
 
@@ -553,6 +845,7 @@ def _highs(
     options: ScheduleOptions,
     n_cols: int,
     battery_share: float,
+    feeder_rows: bool = False,
 ) -> tuple[highspy.Highs, str]:
     h = new_highs()
     h.passModel(lp)
@@ -567,7 +860,7 @@ def _highs(
     use_ipm = options.solver == "ipm" or (
         options.solver == "auto"
         and n_cols >= options.ipm_min_cols
-        and battery_share >= options.ipm_min_battery_share
+        and (battery_share >= options.ipm_min_battery_share or feeder_rows)
     )
     if use_ipm:
         h.setOptionValue("solver", "ipm")
@@ -611,6 +904,64 @@ def _schedule_milp(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
 
 
 def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
+    if problem.network is None:
+        return _solve_lp(problem, opts, None)
+    return _solve_network(problem, opts, problem.network)
+
+
+def _solve_network(
+    problem: ScheduleProblem, opts: ScheduleOptions, net: NetworkConstraints
+) -> Schedule:
+    """The LP with the feeder's rows, generated slot by slot (row generation).
+
+    The feeder's rows enter the LP only for the slots that need them: first those in which
+    the inflexible injections alone come near a limit (`_PREDICT_WITHIN_*`), then, round by
+    round, every slot in which the optimum found breaks one (checked on the same linear
+    model); each with its two neighbours, where the assets move energy to when a slot is
+    constrained. An optimum that breaks no omitted row is the optimum of the LP with all of
+    them, so the result is the full LP's. Most slots of a day never come near a limit; leaving
+    them out saves most of the feeder's cost (100 homes with PV and batteries on a 129-bus
+    feeder, a June day: 0.9 s instead of 3.3 s with no limit near, 2.5 s instead of 3.2 s with
+    v_max binding at noon), and one or two rounds usually suffice.
+    """
+    if net.n_participants != problem.n_participants:
+        raise InputError(
+            f"the network places {net.n_participants} participants; the schedule has "
+            f"{problem.n_participants}"
+        )
+    const_kw = (problem.pv_kwh - problem.base_demand_kwh - _jobs(problem).fixed_kwh) / problem.dt_h
+    inj = np.zeros((problem.n_slots, net.n_bus))
+    np.add.at(inj.T, net.bus_of, const_kw.T)
+    active = _with_neighbours(
+        net.violated_slots(inj, within_pu=_PREDICT_WITHIN_PU, within_frac=_PREDICT_WITHIN_FRAC)
+    )
+    build_s = solve_s = 0.0
+    rounds = 0
+    while True:
+        s = _solve_lp(problem, opts, active)
+        build_s += s.build_s
+        solve_s += s.solve_s
+        rounds += 1
+        assert s.network is not None
+        new = net.violated_slots(s.network.bus_injection_kw) & ~active
+        if not new.any():
+            break
+        active = active | _with_neighbours(new)
+    return replace(s, build_s=build_s, solve_s=solve_s, network=replace(s.network, rounds=rounds))
+
+
+def _with_neighbours(slots: BoolArray) -> BoolArray:
+    """The slots (H,) and the one before and after each."""
+    out = slots.copy()
+    out[1:] |= slots[:-1]
+    out[:-1] |= slots[1:]
+    return out
+
+
+def _solve_lp(
+    problem: ScheduleProblem, opts: ScheduleOptions, active: BoolArray | None
+) -> Schedule:
+    """The LP; with a network, its rows for the `active` slots (H,)."""
     t_build = time.perf_counter()
     a = problem.assets
     h, p, dt = problem.n_slots, problem.n_participants, problem.dt_h
@@ -647,6 +998,10 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
     m.coef(bal, gm, -1.0)
     m.coef(bal, gm_over, -1.0)
     bal_col = bal[:, None]
+    rows_h = np.arange(h)[:, None]
+    # every participant's net export as columns: (slot, participant, column, coefficient) blocks,
+    # for the network's rows (the balance takes the same columns above)
+    terms: list[_Term] = []
 
     # --- battery ------------------------------------------------------------------------------
     b = a.battery
@@ -673,6 +1028,7 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
     m.coef(b_dyn, b_dis, 1.0 / eta_d_b)
     m.coef(bal_col, b_ch, -1.0)
     m.coef(bal_col, b_dis, 1.0)
+    terms += [(rows_h, bi[None, :], b_ch, -1.0), (rows_h, bi[None, :], b_dis, 1.0)]
 
     # --- EV -------------------------------------------------------------------------------------
     e = a.ev
@@ -708,6 +1064,7 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
     m.coef(e_trip[1:], e_soc[:-1], 1.0)
     m.coef(bal_col, e_ch, -1.0)
     m.coef(bal_col, e_dis, 1.0)
+    terms += [(rows_h, ei[None, :], e_ch, -1.0), (rows_h, ei[None, :], e_dis, 1.0)]
     # departures: soc at state d (1..H) >= target, soft
     leaves = np.zeros((h, ei.size), dtype=bool)  # row d − 1 <-> state d
     leaves[:-1] = plugged[:-1] & ~plugged[1:]
@@ -771,9 +1128,11 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
     m.coef(k_dyn, k_lo, -1.0)
     m.coef(k_dyn, k_hi, 1.0)
     m.coef(bal_col, k_e, -1.0)
+    terms.append((rows_h, ki[None, :], k_e, -1.0))
 
     # --- shiftable runs -------------------------------------------------------------------------
     n_free = jobs.free.size
+    job_owner = a.jobs.participant[jobs.free]
     milp = opts.shiftable == "milp"
     if milp:
         # one binary per feasible start inside the horizon, one for "later"
@@ -791,6 +1150,8 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
         row = s_row[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(dur) - dur, dur))
         inside = row < h
         m.coef(bal[row[inside]], y[rep[inside]], -jobs.free_slot_kwh[s_grp[rep[inside]]])
+        g_in = s_grp[rep[inside]]
+        terms.append((row[inside], job_owner[g_in], y[rep[inside]], -jobs.free_slot_kwh[g_in]))
         x_grp, x_row = s_grp, s_row
         x = y
     else:
@@ -804,6 +1165,14 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
         )
         m.coef(need[x_grp], x, 1.0)
         m.coef(bal[x_row], x, -1.0)
+        terms.append((x_row, job_owner[x_grp], x, -1.0))
+
+    net_idx = None
+    if problem.network is not None and active is not None:
+        const_kwh = problem.pv_kwh - problem.base_demand_kwh - jobs.fixed_kwh
+        net_idx = _network_model(
+            m, problem, problem.network, const_kwh, terms, pen, active, bal, opts.wear_per_kwh
+        )
 
     lp, integer_cols, nnz = m.lp()
     has_int = bool(integer_cols.size)
@@ -812,7 +1181,8 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
     # --- solve ----------------------------------------------------------------------------------
     t_solve = time.perf_counter()
     battery_share = 3 * b_soc.size / max(m.n_cols, 1)  # charge, discharge, state
-    hs, solver = _highs(lp, integer_cols, opts, m.n_cols, battery_share)
+    feeder_rows = net_idx is not None and bool(net_idx.active.any())
+    hs, solver = _highs(lp, integer_cols, opts, m.n_cols, battery_share, feeder_rows)
     hs.run()
     status = hs.modelStatusToString(hs.getModelStatus())
     if not has_int and status != "Optimal" and solver == "ipm":
@@ -825,6 +1195,7 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
         raise ScheduleError(f"coordinated schedule: HiGHS returned no solution ({status})")
     xv = np.asarray(sol.col_value, dtype=np.float64)
     duals = np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None
+    col_duals = np.asarray(sol.col_dual, dtype=np.float64) if sol.dual_valid else None
     solve_s = time.perf_counter() - t_solve
 
     # --- read back ------------------------------------------------------------------------------
@@ -871,8 +1242,30 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
     own_penalty = pen * (ev_short[1:] + ev_res[1:] + unserved)  # (H, P)
     own_penalty[:, ki] += (_take(xv, k_lo) + _take(xv, k_hi)) * comfort_cost
     import_excess, export_excess = _take(xv, gp_over), _take(xv, gm_over)
-    penalty = own_penalty.sum(axis=1) + pen * (import_excess + export_excess)
     lam = duals[bal] if duals is not None else np.full(h, np.nan)
+    network = None
+    community_penalty = pen * (import_excess + export_excess)
+    if net_idx is not None:
+        assert problem.network is not None
+        net_kwh = (
+            problem.pv_kwh
+            + b_dis_v
+            + e_dis_v
+            - problem.base_demand_kwh
+            - thermal_kwh
+            - shift
+            - b_ch_v
+            - e_ch_v
+        )
+        network = _network_result(
+            problem.network, net_idx, net_kwh, dt, xv, duals, col_duals, lam, price_scale
+        )
+        own_penalty += pen * (
+            network.participant_export_excess_kwh + network.participant_import_excess_kwh
+        )
+        community_penalty = community_penalty + pen * network.network_import_excess_kwh.sum(axis=1)
+        wear = wear + opts.wear_per_kwh * network.pv_curtailment_kwh
+    penalty = own_penalty.sum(axis=1) + community_penalty
     return Schedule(
         battery_charge_kwh=b_ch_v,
         battery_discharge_kwh=b_dis_v,
@@ -910,6 +1303,7 @@ def _solve(problem: ScheduleProblem, opts: ScheduleOptions) -> Schedule:
         n_rows=m.n_rows,
         n_nonzeros=nnz,
         solver=solver,
+        network=network,
     )
 
 
@@ -948,6 +1342,7 @@ def rolling_schedule(
     horizon_slots: int,
     step_slots: int,
     options: ScheduleOptions | None = None,
+    network: NetworkConstraints | None = None,
 ) -> Schedule:
     """Schedule a long run by a rolling horizon: plan `horizon_slots`, commit the first
     `step_slots`, re-plan from the committed state.
@@ -956,8 +1351,9 @@ def rolling_schedule(
     (T slots, T + 1 states). A relaxed run's energy drawn in committed slots is carried into
     the next plan (`job_done_kwh`); a run whose start (fixed, or chosen by the MILP) falls in
     the committed slots keeps it. `objective` is the committed slots' energy + wear + penalty
-    cost; `marginal_price` the committing plan's λ; `build_s` and `solve_s` add up; the LP
-    size is the largest plan's.
+    cost; `marginal_price` (and the network's results) the committing plan's; `build_s` and
+    `solve_s` add up; the LP size is the largest plan's. `network` holds for the whole run
+    (its per-participant limits are (T, P)).
     """
     n_slots = int(profiles.base_demand_kwh.shape[0])
     if not 1 <= step_slots <= horizon_slots:
@@ -968,7 +1364,9 @@ def rolling_schedule(
     n_jobs = assets.jobs.n_jobs
     job_start = np.full(n_jobs, shiftable.NOT_STARTED, dtype=np.int64)
     job_done = np.zeros(n_jobs)
-    first = ScheduleProblem.from_profiles(assets, profiles, retail_price, feed_in_price, dt_h)
+    first = ScheduleProblem.from_profiles(
+        assets, profiles, retail_price, feed_in_price, dt_h, network=network
+    )
     soc_b, soc_e, temp = first.battery_soc_kwh, first.ev_soc_kwh, first.indoor_temp_c
     parts: list[tuple[Schedule, int]] = []
     t = 0
@@ -976,7 +1374,14 @@ def rolling_schedule(
         stop = min(t + horizon_slots, n_slots)
         problem = replace(
             ScheduleProblem.from_profiles(
-                assets, profiles, retail_price, feed_in_price, dt_h, start=t, stop=stop
+                assets,
+                profiles,
+                retail_price,
+                feed_in_price,
+                dt_h,
+                start=t,
+                stop=stop,
+                network=network,
             ),
             battery_soc_kwh=soc_b,
             ev_soc_kwh=soc_e,
@@ -1021,6 +1426,17 @@ def _concatenate(parts: list[tuple[Schedule, int]], n_jobs: int) -> Schedule:
         flows("penalty_cost_per_slot"),
     )
     statuses = [s.status for s, _ in parts if s.status != "Optimal"]
+    network = None
+    if parts[0][0].network is not None:
+        nets = [(s.network, k) for s, k in parts if s.network is not None]
+        network = NetworkSchedule(
+            **{
+                f.name: np.concatenate([getattr(ns, f.name)[:k] for ns, k in nets])
+                for f in fields(NetworkSchedule)
+                if f.name != "rounds"
+            },
+            rounds=max(ns.rounds for ns, _ in nets),
+        )
     return Schedule(
         battery_charge_kwh=flows("battery_charge_kwh"),
         battery_discharge_kwh=flows("battery_discharge_kwh"),
@@ -1056,6 +1472,7 @@ def _concatenate(parts: list[tuple[Schedule, int]], n_jobs: int) -> Schedule:
         n_rows=max(s.n_rows for s, _ in parts),
         n_nonzeros=max(s.n_nonzeros for s, _ in parts),
         solver=parts[0][0].solver,
+        network=network,
     )
 
 

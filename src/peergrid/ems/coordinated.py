@@ -27,10 +27,18 @@ current state, and every participant executes the plan until the next one:
 - **Prices.** Both limit prices of every participant are the slot's internal marginal price λ_t
   (dual of the community balance), clipped to [feed-in, retail]: that is how the coordinator
   tells the market (`markets/coordinated.py`) the internal price.
+- **Network.** With `NetworkConstraints` (`Coordinated(..., network=...)` or
+  `with_network`), every plan keeps the feeder's voltages and branch flows inside their limits
+  (LinDistFlow) and every participant inside its export / import limits of the plan's slots
+  (the constraints hold run-long (T, P) limits; each plan takes its window's rows). Where the
+  batteries cannot take a surplus the plan curtails PV, and the participants generate the
+  plan's PV less its curtailment (`Dispatch.generation_kwh`). Tracking the planned states
+  reproduces the planned nets where the forecast is right.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
@@ -39,6 +47,7 @@ from pydantic import Field, model_validator
 
 from peergrid.assets import battery, ev, shiftable, thermal
 from peergrid.assets.params import AssetParams, FloatArray, IntArray
+from peergrid.coordination.network import NetworkConstraints
 from peergrid.coordination.schedule import (
     ScheduleOptions,
     ScheduleProblem,
@@ -124,6 +133,7 @@ class Plan:
         job_ids: runs that are running or may start inside the plan.
         objective: the LP's optimal value [currency].
         status: the solver's status.
+        pv_curtailment_kwh: planned PV curtailment, (H, P) [kWh] (zeros without a network).
     """
 
     t0: int
@@ -136,6 +146,7 @@ class Plan:
     job_ids: IntArray
     objective: float
     status: str
+    pv_curtailment_kwh: FloatArray
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -187,11 +198,13 @@ def make_plan(
     trip_estimate_kwh: FloatArray,
     commit_slots: int,
     options: ScheduleOptions,
+    network: NetworkConstraints | None = None,
 ) -> Plan:
     """Solve the community's schedule from slot t over the forecast window.
 
     `ev_soc_kwh` is the state after this slot's trip. The relaxed runs are rounded to blocks;
     those starting before t + `commit_slots` are fixed and the LP is solved again with them.
+    `network` (run-long limits) constrains the plan's slots t..t + H − 1.
     """
     problem = ScheduleProblem(
         assets=assets,
@@ -208,6 +221,7 @@ def make_plan(
         indoor_temp_c=indoor_temp_c,
         t0=t,
         job_start_slot=job_starts,
+        network=network,
     )
     s = schedule(problem, options)
     starts = s.job_start_slot.copy()
@@ -235,6 +249,11 @@ def make_plan(
         job_ids=np.flatnonzero(relevant).astype(np.int64),
         objective=s.objective,
         status=s.status,
+        pv_curtailment_kwh=(
+            np.zeros((h, assets.n_participants))
+            if s.network is None
+            else s.network.pv_curtailment_kwh
+        ),
     )
 
 
@@ -250,13 +269,39 @@ class Coordinated:
     observes_market: ClassVar[bool] = False
 
     def __init__(
-        self, params: CoordinatedParams, n_participants: int, rng: np.random.Generator
+        self,
+        params: CoordinatedParams,
+        n_participants: int,
+        rng: np.random.Generator,
+        *,
+        network: NetworkConstraints | None = None,
     ) -> None:
         # `rng` is unused: the schedule is deterministic (no bidding temperament to draw)
-        del n_participants, rng
+        del rng
+        if network is not None and network.n_participants != n_participants:
+            raise ValueError(
+                f"the network places {network.n_participants} participants, the policy has "
+                f"{n_participants}"
+            )
         self.params = params
         self.horizon_h = params.horizon_h
+        self.network = network
+        self._n_participants = n_participants
         self._options = params.schedule_options()
+
+    def with_network(self, network: NetworkConstraints | None) -> Coordinated:
+        """A copy of this policy that plans within `network` (None: without a network).
+
+        The engine builds the policy from the registry and then hands it the feeder's
+        constraints, whose per-participant limits cover the whole run, (T, P)."""
+        if network is not None and network.n_participants != self._n_participants:
+            raise ValueError(
+                f"the network places {network.n_participants} participants, the policy has "
+                f"{self._n_participants}"
+            )
+        out = copy.copy(self)
+        out.network = network
+        return out
 
     def init_state(self, assets: AssetParams) -> CoordinatedState:
         f = np.float64
@@ -313,6 +358,7 @@ class Coordinated:
                 trip_estimate_kwh=trip_estimate,
                 commit_slots=commit,
                 options=self._options,
+                network=self.network,
             )
             n_plans += 1
         r = t - plan.t0
@@ -419,9 +465,12 @@ class Coordinated:
             constants=c,
             n_plans=n_plans,
         )
+        generation = inputs.pv_kwh
+        if self.network is not None:
+            generation = inputs.pv_kwh - np.minimum(plan.pv_curtailment_kwh[r], inputs.pv_kwh)
         dispatch = Dispatch(
             demand_kwh=inputs.base_demand_kwh + e_th + e_job,
-            generation_kwh=inputs.pv_kwh,
+            generation_kwh=generation,
             battery_charge_kwh=bat.charge_kwh,
             battery_discharge_kwh=bat.discharge_kwh,
             ev_charge_kwh=car.charge_kwh,

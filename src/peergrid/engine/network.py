@@ -422,6 +422,7 @@ class RunNetwork:
                     v_min_pu=self.spec.v_min_pu,
                     v_max_pu=self.spec.v_max_pu,
                     max_loading_pct=self.spec.max_loading_pct,
+                    load_tan_phi=self.setup.tan_phi,
                     export_limit_kw=None
                     if self.export_limit_kwh is None
                     else self.export_limit_kwh / self.dt_h,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from peergrid.errors import InputError
 from peergrid.network.feeder import Feeder, FloatArray
 
 #: Slots per power-grid-model batch: bounds the memory of one call (~130 buses → ~30 MB).
@@ -203,14 +204,23 @@ class PgmPowerFlow:
         }
         if (f.branch_kind == "switch").any():
             out_types[ct.link] = ["p_from", "p_to"]
-        res = self._model.calculate_power_flow(
-            update_data={ct.sym_load: upd},
-            calculation_method=pgm.CalculationMethod.iterative_current,
-            error_tolerance=1e-10,
-            max_iterations=100,
-            threading=-1,
-            output_component_types=out_types,
-        )
+        try:
+            res = self._model.calculate_power_flow(
+                update_data={ct.sym_load: upd},
+                calculation_method=pgm.CalculationMethod.iterative_current,
+                error_tolerance=1e-10,
+                max_iterations=100,
+                threading=-1,
+                output_component_types=out_types,
+            )
+        except pgm.errors.PowerGridBatchError as exc:
+            failed = np.asarray(getattr(exc, "failed_scenarios", []), dtype=np.int64)
+            first = f" (first: slot {int(failed.min())} of this batch)" if failed.size else ""
+            raise InputError(
+                f"network: the power flow does not converge in {failed.size} slot(s){first}: "
+                "the feeder cannot carry these injections (voltage collapse); check the "
+                "feeder, the placement of the participants and their PV and load sizes"
+            ) from exc
         loading = np.zeros((t, f.n_branch))
         p_from = np.zeros((t, f.n_branch))
         for k, (table, idx, _arr) in enumerate(self._tables):
