@@ -60,3 +60,14 @@ def test_charges_and_losses_add_up(run: SimulationResult) -> None:
     np.testing.assert_allclose(
         parts["bill"], energy + fixed + parts["network_charge"] + parts["loss_charge"], atol=1e-9
     )
+
+
+def test_the_report_states_both_runs(run: SimulationResult) -> None:
+    page = run.report_html()
+    free = run.summary["network"]["unconstrained"]
+    assert "Network rules against unconstrained P2P" in page
+    section = page[page.index('id="network-rules"') :]
+    section = section[: section.index("</section>")]
+    assert f"{free['max_voltage_pu']:.4f}" in section
+    assert f"<td class=\"num\">{free['voltage_violation_slots']}</td>" in section
+    assert f"{run.summary['cost']['savings']:,.2f}" in section

@@ -154,3 +154,15 @@ def test_a_voltage_collapse_is_a_clear_error() -> None:
     p[1, f.conn_bus] = -400.0  # 400 kW at every house of an 18-bus cable feeder
     with pytest.raises(InputError, match=r"does not converge in 1 slot\(s\) \(first: slot 1"):
         PgmPowerFlow(f, net).run(p, np.zeros_like(p))
+
+
+def test_without_the_network_extra_the_error_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from peergrid.network import feeders
+
+    monkeypatch.setitem(sys.modules, "pandapower", None)  # as if not installed
+    with pytest.raises(InputError, match=r"pip install 'peergrid\[network\]'"):
+        feeders._pp()

@@ -487,6 +487,57 @@ def _kpi_table(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _unconstrained_note(summary: Mapping[str, Any], currency: str) -> str:
+    """The operator's rules against unconstrained P2P, when the run simulated both."""
+    net = summary.get("network")
+    free = net.get("unconstrained") if isinstance(net, Mapping) else None
+    if not isinstance(free, Mapping) or not isinstance(net, Mapping):
+        return ""
+    cost = summary["cost"]
+    cur = _e(currency)
+
+    def row(label: str, a: str, b: str) -> str:
+        return f'<tr><td>{_e(label)}</td><td class="num">{a}</td><td class="num">{b}</td></tr>'
+
+    rows = [
+        row(
+            "Slots with a voltage violation",
+            f"{free['voltage_violation_slots']}",
+            f"{net['voltage_violation_slots']}",
+        ),
+        row(
+            "Highest / lowest voltage [p.u.]",
+            f"{free['max_voltage_pu']:.4f} / {free['min_voltage_pu']:.4f}",
+            f"{net['max_voltage_pu']:.4f} / {net['min_voltage_pu']:.4f}",
+        ),
+        row("Slots with an overload", f"{free['overload_slots']}", f"{net['overload_slots']}"),
+        row(
+            "Highest loading [%]", f"{free['max_loading_pct']:.1f}", f"{net['max_loading_pct']:.1f}"
+        ),
+        row("Curtailed PV [kWh]", f"{free['curtailed_kwh']:,.1f}", f"{net['curtailed_kwh']:,.1f}"),
+        row(
+            "P2P savings against the baseline",
+            f"{free['savings']:,.2f} {cur} ({free['savings_pct']:.1f} %)",
+            f"{cost['savings']:,.2f} {cur} ({cost['savings_pct']:.1f} %)",
+        ),
+        row(
+            "Community bill",
+            f"{free['total']:,.2f} {cur}",
+            f"{cost['total']:,.2f} {cur}",
+        ),
+    ]
+    return (
+        '<section><h2 id="network-rules">Network rules against unconstrained P2P</h2>'
+        '<p class="muted">The same community and market simulated a second time without the '
+        "network operator's rules (no envelopes or connection limits, no permissioning, no "
+        "network constraints in the coordinated schedule). Savings are each run's against its "
+        "own baseline under the same rules.</p>"
+        '<table><thead><tr><th>Figure</th><th class="num">Unconstrained P2P</th>'
+        '<th class="num">With the operator\'s rules</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
 def _extra_table(data: ReportData) -> str:
     leaves = _extra_leaves(data.summary)
     if not leaves:
@@ -735,6 +786,7 @@ def render_report(data: ReportData) -> str:
             _kpi_table(data),
             *sections,
             network_section(data.network) if data.network is not None else "",
+            _unconstrained_note(data.summary, data.currency),
             _participants_table(data),
             extra,
             f"<footer>Made by peergrid {_e(_version())}. Self-contained: this file "
