@@ -10,6 +10,7 @@ network constraints of the coordinated market) use the linearised feeder.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from numpy.typing import NDArray
 
 from peergrid.engine.loop import POOL
 from peergrid.markets.base import NetworkView
@@ -162,43 +164,73 @@ def network_kpis(setup: NetworkSetup, flow: FlowResult, dt_h: float) -> dict[str
     }
 
 
-def network_table(setup: NetworkSetup, flows: dict[str, FlowResult], times: Any) -> pa.Table:
-    """network.parquet in long form: one row per (case, slot, element).
+#: Slots per row group of network.parquet: bounds the memory of writing a year.
+TABLE_CHUNK_SLOTS = 4096
+
+
+def _dictionary(codes: NDArray[np.int32], values: list[str]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(values))
+
+
+def network_tables(
+    setup: NetworkSetup, flows: dict[str, FlowResult], times: Any
+) -> Iterator[pa.Table]:
+    """network.parquet in long form, in chunks: one row per (case, slot, element).
 
     Buses (LV) carry `v_pu`, branches (lines, transformers) carry `loading_pct` and
-    `p_from_kw`; the other columns are null. `case` is "p2p" or "baseline"."""
+    `p_from_kw`; the other columns are null. `case` is "p2p" or "baseline". Values are
+    float32 (1e-7 relative; the summary is computed in float64)."""
     f = setup.feeder
     lv = f.lv_buses
     br = f.monitored_branches
-    labels_bus = np.asarray([f"bus {int(b)}" for b in f.bus_ids[lv]])
-    labels_br = np.asarray(f.branch_labels)[br]
-    parts = []
-    n_t = len(times)
+    labels = [f"bus {int(b)}" for b in f.bus_ids[lv]] + [f.branch_labels[b] for b in br]
+    kinds = ["bus", "line", "trafo", "switch"]
+    kind_of = np.asarray(
+        [0] * lv.size + [kinds.index(str(k)) for k in f.branch_kind[br]], dtype=np.int32
+    )
+    n_el = len(labels)
     t_ns = epoch_ns(pd.DatetimeIndex(times))
-    for case, flow in flows.items():
-        nb, nr = lv.size, br.size
-        time_col = np.concatenate([np.repeat(t_ns, nb), np.repeat(t_ns, nr)])
-        elem = np.concatenate([np.tile(labels_bus, n_t), np.tile(labels_br, n_t)])
-        kind = np.concatenate(
-            [np.full(n_t * nb, "bus"), np.repeat(f.branch_kind[br][None, :], n_t, 0).ravel()]
-        )
-        v = np.concatenate([flow.v_pu[:, lv].ravel(), np.full(n_t * nr, np.nan)])
-        ld = np.concatenate([np.full(n_t * nb, np.nan), flow.loading_pct[:, br].ravel()])
-        pf = np.concatenate([np.full(n_t * nb, np.nan), flow.p_from_kw[:, br].ravel()])
-        parts.append(
-            pa.table(
+    cases = list(flows)
+    nb = lv.size
+    for c, case in enumerate(cases):
+        flow = flows[case]
+        for t0 in range(0, t_ns.size, TABLE_CHUNK_SLOTS):
+            t1 = min(t_ns.size, t0 + TABLE_CHUNK_SLOTS)
+            n_t = t1 - t0
+            v = np.full((n_t, n_el), np.nan, dtype=np.float32)
+            ld = np.full((n_t, n_el), np.nan, dtype=np.float32)
+            pf = np.full((n_t, n_el), np.nan, dtype=np.float32)
+            v[:, :nb] = flow.v_pu[t0:t1, lv]
+            ld[:, nb:] = flow.loading_pct[t0:t1, br]
+            pf[:, nb:] = flow.p_from_kw[t0:t1, br]
+            yield pa.table(
                 {
-                    "case": pa.array(np.full(time_col.size, case)).dictionary_encode(),
-                    "time": pa.array(time_col, type=pa.timestamp("ns", tz="UTC")),
-                    "kind": pa.array(kind).dictionary_encode(),
-                    "element": pa.array(elem).dictionary_encode(),
-                    "v_pu": pa.array(v, from_pandas=True),
-                    "loading_pct": pa.array(ld, from_pandas=True),
-                    "p_from_kw": pa.array(pf, from_pandas=True),
+                    "case": _dictionary(np.full(n_t * n_el, c, dtype=np.int32), cases),
+                    "time": pa.array(np.repeat(t_ns[t0:t1], n_el), pa.timestamp("ns", tz="UTC")),
+                    "kind": _dictionary(np.tile(kind_of, n_t), kinds),
+                    "element": _dictionary(np.tile(np.arange(n_el, dtype=np.int32), n_t), labels),
+                    "v_pu": pa.array(v.ravel(), from_pandas=True),
+                    "loading_pct": pa.array(ld.ravel(), from_pandas=True),
+                    "p_from_kw": pa.array(pf.ravel(), from_pandas=True),
                 }
             )
-        )
-    return pa.concat_tables(parts)
+
+
+def write_network_parquet(
+    path: Path, setup: NetworkSetup, flows: dict[str, FlowResult], times: Any
+) -> None:
+    """Write network.parquet chunk by chunk (zstd)."""
+    import pyarrow.parquet as pq
+
+    writer: Any = None
+    try:
+        for table in network_tables(setup, flows, times):
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def network_json(setup: NetworkSetup, names: list[str]) -> str:
@@ -253,6 +285,7 @@ class NetworkOutput:
     loss_charge: FloatArray  # (P,) [currency]
     import_excess_kwh: float
     timing_s: float
+    envelopes_s: float = 0.0
 
     def charges(self) -> FloatArray:
         """What each participant pays the network operator for its trades [currency], (P,)."""
@@ -286,6 +319,7 @@ class NetworkOutput:
             "losses_allocated_grid_kwh": round(self.loss_grid_kwh, 4),
             "import_above_envelope_kwh": round(self.import_excess_kwh, 4),
             "power_flow_s": round(self.timing_s, 3),
+            "envelopes_s": round(self.envelopes_s, 3),
         }
         summary["network"] = block
         summary["energy"]["curtailed_kwh"] = block["curtailed_kwh"]
@@ -349,6 +383,7 @@ class RunNetwork:
     import_limit_kwh: FloatArray | None
     pair_fee_per_kwh: FloatArray | None  # (P, P)
     dt_h: float
+    envelopes_s: float = 0.0
 
     @staticmethod
     def prepare(setup: NetworkSetup, community: Any) -> RunNetwork:
@@ -366,6 +401,7 @@ class RunNetwork:
                 exp_kw = np.minimum(exp_kw, spec.export_limit_kw)
             if spec.import_limit_kw is not None:
                 imp_kw = np.minimum(imp_kw, spec.import_limit_kw)
+        t_env = time.perf_counter()
         if spec.envelopes == "dynamic":
             from peergrid.network.envelope import operating_envelopes
 
@@ -385,6 +421,7 @@ class RunNetwork:
             )
             exp_kw = np.minimum(exp_kw, env.export_kw)
             imp_kw = np.minimum(imp_kw, env.import_kw)
+        envelopes_s = time.perf_counter() - t_env
         limited = bool(kinds)
         fees = pair_fees(setup, spec) if spec.charges.kind != "none" else None
         view = market_view(setup, fees)
@@ -406,6 +443,7 @@ class RunNetwork:
             import_limit_kwh=imp_kw * dt_h if limited else None,
             pair_fee_per_kwh=fees,
             dt_h=dt_h,
+            envelopes_s=envelopes_s,
         )
 
     def wrap(self, policy: Any, *, p2p: bool) -> Any:
@@ -502,6 +540,7 @@ class RunNetwork:
             loss_charge=loss_charge,
             import_excess_kwh=excess,
             timing_s=time.perf_counter() - t0,
+            envelopes_s=self.envelopes_s,
         )
 
 

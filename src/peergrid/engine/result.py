@@ -229,11 +229,10 @@ class SimulationResult:
         self.trades.to_parquet(d / "trades.parquet", index=False)
         network = self.extra.get("network")
         if network is not None:
-            from peergrid.engine.network import network_json, network_table
+            from peergrid.engine.network import network_json, write_network_parquet
 
             times = self.community.grid.starts_utc
-            table = network_table(network.setup, network.flows, times)
-            pq.write_table(table, d / "network.parquet", compression="zstd")
+            write_network_parquet(d / "network.parquet", network.setup, network.flows, times)
             (d / "network.json").write_text(
                 network_json(network.setup, list(self.community.names)), "utf-8"
             )
