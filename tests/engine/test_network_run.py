@@ -282,3 +282,38 @@ def test_pair_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -
     whole = network_charges_of_run(trades, sold, bought, fees, "split")
     monkeypatch.setattr(mod, "PAIR_BLOCK_SLOTS", 2)
     np.testing.assert_allclose(network_charges_of_run(trades, sold, bought, fees, "split"), whole)
+
+
+def test_a_users_pandapower_file_next_to_the_scenario(tmp_path: Path) -> None:
+    import pandapower as pp
+
+    net, _ = load_network("kerber-landnetz-kabel-1")
+    pp.to_json(net, str(tmp_path / "my-grid.json"))
+    text = peergrid.scenario.resolve.to_toml(small_scenario(n=4), "")
+    (tmp_path / "community.toml").write_text(text + '\n[network]\nfile = "my-grid.json"\n')
+    result = simulate(load_scenario(tmp_path / "community.toml"))
+    assert result.summary["network"]["feeder"] == "my-grid.json"
+    resolved = result.scenario.network
+    assert resolved is not None and resolved.file == str((tmp_path / "my-grid.json").resolve())
+
+
+def test_a_static_export_cap_holds_and_curtails() -> None:
+    sc = with_network(small_scenario(n=6, days=1), export_limit_kw=1.5)
+    result = simulate(sc)
+    dt_h = result.community.grid.dt_h
+    net = result.recorded.series["net_kwh"]
+    assert net.max() <= 1.5 * dt_h + 1e-9
+    assert result.summary["network"]["envelopes"] == "static"
+    assert result.summary["network"]["curtailed_kwh"] > 0.0
+    # the baseline keeps to the same connection rule
+    assert result.baseline["net_kwh"].max() <= 1.5 * dt_h + 1e-9
+    free = simulate(with_network(small_scenario(n=6, days=1)))
+    assert free.recorded.series["net_kwh"].max() > 1.5 * dt_h
+
+
+def test_limits_are_configurable() -> None:
+    tight = simulate(with_network(small_scenario(n=10, days=1), v_max_pu=1.02))
+    net = tight.summary["network"]
+    assert net["limits"]["v_max_pu"] == 1.02
+    assert net["max_voltage_pu"] > 1.02
+    assert net["overvoltage_slots"] == net["voltage_violation_slots"] > 0
