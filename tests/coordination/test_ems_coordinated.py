@@ -16,7 +16,7 @@ from peergrid.ems.coordinated import Coordinated, CoordinatedParams, Coordinated
 from peergrid.ems.driver import run_policy
 from peergrid.ems.registry import list_policies, make_policy
 from peergrid.errors import InputError
-from tests.ems.ems_checks import check_all
+from tests.ems.ems_checks import check_all, net_of
 from tests.ems.ems_community import Community, no_ev, random_community, run, suburb
 
 
@@ -27,22 +27,10 @@ def _run(comm: Community, **params: Any) -> dict[str, Any]:
     return run_policy(policy, comm.assets, comm.profiles, comm.retail, comm.feed_in, comm.dt_h)
 
 
-def _net(r: dict[str, Any]) -> np.ndarray:
-    out: np.ndarray = (
-        r["generation_kwh"]
-        + r["battery_discharge_kwh"]
-        + r["ev_discharge_kwh"]
-        - r["demand_kwh"]
-        - r["battery_charge_kwh"]
-        - r["ev_charge_kwh"]
-    )
-    return out
-
-
 def community_cost(comm: Community, r: dict[str, Any]) -> float:
     """The community's cost with the retailer when its members net internally (what any
     budget-balanced pool with prices in [feed-in, retail] adds up to) [currency]."""
-    g = _net(r).sum(axis=1)
+    g = net_of(r).sum(axis=1)
     return float((np.maximum(-g, 0.0) * comm.retail - np.maximum(g, 0.0) * comm.feed_in).sum())
 
 
@@ -113,7 +101,7 @@ def test_limit_prices_are_the_clipped_internal_price() -> None:
     hi = np.maximum(comm.feed_in, comm.retail)
     assert ((buy[:, 0] >= lo) & (buy[:, 0] <= hi)).all()
     # where the community imports, the internal price is the retail price
-    importing = _net(r).sum(axis=1) < -1e-6
+    importing = net_of(r).sum(axis=1) < -1e-6
     np.testing.assert_allclose(buy[importing, 0], comm.retail[importing], atol=1e-6)
 
 

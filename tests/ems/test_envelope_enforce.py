@@ -16,7 +16,7 @@ from peergrid.ems.envelope import EnvelopedPolicy, enforce_envelope, with_state_
 from peergrid.ems.registry import make_policy, policy_names
 from peergrid.errors import InputError
 from tests.ems import ems_community as cm
-from tests.ems.ems_checks import check_battery, check_ev, check_jobs, check_thermal
+from tests.ems.ems_checks import check_battery, check_ev, check_jobs, check_thermal, net_of
 from tests.ems.ems_community import Community, random_community
 
 TOL = 1e-9
@@ -50,28 +50,16 @@ def _run(
     return run_policy(policy, comm.assets, comm.profiles, comm.retail, comm.feed_in, comm.dt_h)
 
 
-def _net(r: dict[str, Any]) -> np.ndarray:
-    out: np.ndarray = (
-        r["generation_kwh"]
-        + r["battery_discharge_kwh"]
-        + r["ev_discharge_kwh"]
-        - r["demand_kwh"]
-        - r["battery_charge_kwh"]
-        - r["ev_charge_kwh"]
-    )
-    return out
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("policy_name", policy_names())
 def test_limits_hold_and_assets_stay_within_bounds(policy_name: str, seed: int) -> None:
     comm = random_community(seed, 8, 2, 0.5)
     exp, imp = _limits(comm, seed)
     r = _run(policy_name, comm, seed, (exp, imp))
-    net = _net(r)
+    net = net_of(r)
     curtailed = comm.profiles.pv_kwh - r["generation_kwh"]
     # the limits bind: without the wrapper the policy breaks both somewhere
-    free = _net(_run(policy_name, comm, seed, None))
+    free = net_of(_run(policy_name, comm, seed, None))
     assert (free > exp + TOL).any() and (-free > imp + TOL).any()
     assert (curtailed > 0.0).any()
 
