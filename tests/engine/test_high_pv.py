@@ -69,5 +69,5 @@ def test_the_report_states_both_runs(run: SimulationResult) -> None:
     section = page[page.index('id="network-rules"') :]
     section = section[: section.index("</section>")]
     assert f"{free['max_voltage_pu']:.4f}" in section
-    assert f"<td class=\"num\">{free['voltage_violation_slots']}</td>" in section
+    assert f'<td class="num">{free["voltage_violation_slots"]}</td>' in section
     assert f"{run.summary['cost']['savings']:,.2f}" in section
