@@ -24,8 +24,12 @@ def test_three_bus_hand_worked() -> None:
     # the retailer. Flows into the branches: 20 kW (0→1) and 30 kW (1→2), i.e. 0.02, 0.03 pu.
     f = tree_feeder(parent=[0, 1], r_pu=[0.01, 0.01])
     lsf = loss_sensitivity(f, np.array([[20.0, 30.0]]), np.ones((1, 3)))[0]
-    # LSF_1 = −2·0.01·0.02 = −4e-4, LSF_2 = LSF_1 − 2·0.01·0.03 = −1e-3
-    np.testing.assert_allclose(lsf, [0.0, -4e-4, -1e-3], atol=1e-15)
+    # flow term: LSF_1 = −2·0.01·0.02 = −4e-4, LSF_2 = LSF_1 − 2·0.01·0.03 = −1e-3;
+    # voltage term: branch 1→2 loses L = 0.01·0.03² = 9e-6 pu and its parent (bus 1) rises
+    # by R/1000 = 1e-5 pu per kW injected at bus 1 or 2: −2·9e-6·1e-5 pu/kW = −1.8e-7 kW/kW.
+    np.testing.assert_allclose(lsf, [0.0, -4e-4 - 1.8e-7, -1e-3 - 1.8e-7], atol=1e-15)
+    # the allocation below is worked by hand with the flow term alone
+    lsf = np.array([0.0, -4e-4, -1e-3])
     # Quadratic losses: 0.01·(0.02² + 0.03²) pu = 1.3e-5 MW = 0.013 kWh.
     actual = 0.013
     bus_of = np.array([1, 2])

@@ -116,7 +116,7 @@ def test_loss_sensitivity_matches_finite_differences() -> None:
         p2 = p.copy()
         p2[:, bus] += 0.01
         fd = (pf.run(p2, q).losses_kw - base.losses_kw) / 0.01
-        assert np.abs(lsf[:, bus] - fd).max() < 1e-3 + 0.05 * np.abs(fd).max()
+        assert np.abs(lsf[:, bus] - fd).max() < 5e-4 + 0.03 * np.abs(fd).max()
 
 
 def test_user_network_file_and_errors(tmp_path: Path) -> None:

@@ -507,7 +507,9 @@ class RunNetwork:
         if self.spec.loss_allocation:
             no_load = flow_of(self.setup, np.zeros((1, n_p)), dt_h).losses_kw[0]
             actual = np.maximum(flows["p2p"].losses_kw - no_load, 0.0) * dt_h
-            lsf = loss_sensitivity(self.setup.feeder, flows["p2p"].p_from_kw, flows["p2p"].v_pu)
+            lsf = loss_sensitivity(
+                self.setup.feeder, flows["p2p"].p_from_kw, flows["p2p"].v_pu, self.setup.lin
+            )
             p2p_loss, grid_loss = allocate_run_losses(
                 lsf,
                 self.setup.bus_of,
