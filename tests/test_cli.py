@@ -134,3 +134,16 @@ def test_clear_malformed_book_exits_2_naming_row_and_column(
     book.write_text(BOOK.replace("3,c,buy,1,13", "3,c,hold,1,13"))
     assert main(["clear", str(book), "--mechanism", "uniform"]) == 2
     assert "side" in capsys.readouterr().err
+
+
+def test_validate_names_the_feeder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "high-pv"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "feeder kerber-landnetz-freileitung-1: 13 buses used" in out
+
+
+def test_feeders_lists_the_built_ins(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["feeders"]) == 0
+    out = capsys.readouterr().out
+    for name in ("simbench-lv-rural3", "cigre-lv", "kerber-dorfnetz"):
+        assert name in out

@@ -219,9 +219,14 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     resolved = resolve_full(scenario)
+    net = resolved.network
+    on_feeder = ""
+    if net is not None:
+        where = net.feeder if net.feeder is not None else Path(str(net.file)).name
+        on_feeder = f", feeder {where}: {len(set(net.buses.values()))} buses used"
     console.print(
         f"{args.scenario}: valid ({len(resolved.participants)} participants, "
-        f"{scenario.time.days} days, market {resolved.market.mechanism})"
+        f"{scenario.time.days} days, market {resolved.market.mechanism}{on_feeder})"
     )
     return 0
 
