@@ -62,15 +62,22 @@ def load_setup(spec: NetworkSpec, base_dir: Path | None) -> tuple[Any, Feeder]:
     return load_network(feeder=spec.feeder)
 
 
+def _placement(
+    scenario: Scenario, spec: NetworkSpec, base_dir: Path | None
+) -> tuple[Any, Feeder, list[str], IntArray]:
+    """The network, its feeder, the participants' names and the bus of each."""
+    net, feeder = load_setup(spec, base_dir)
+    names = [p.name for p in scenario.participants]
+    return net, feeder, names, assign_buses(feeder, names, spec.buses, scenario.seed)
+
+
 def resolve_buses(scenario: Scenario, base_dir: Path | None) -> Scenario:
     """The scenario with every participant's bus written out (pandapower bus indices), so that
     scenario.resolved.toml repeats the placement without the seed."""
     spec = scenario.network
     if spec is None:
         return scenario
-    _, feeder = load_setup(spec, base_dir)
-    names = [p.name for p in scenario.participants]
-    bus_of = assign_buses(feeder, names, spec.buses, scenario.seed)
+    _, feeder, names, bus_of = _placement(scenario, spec, base_dir)
     buses = {n: int(feeder.bus_ids[b]) for n, b in zip(names, bus_of, strict=True)}
     update: dict[str, Any] = {"buses": buses}
     if spec.file is not None and base_dir is not None and not Path(spec.file).is_absolute():
@@ -83,9 +90,7 @@ def build_setup(scenario: Scenario, base_dir: Path | None) -> NetworkSetup | Non
     spec = scenario.network
     if spec is None:
         return None
-    net, feeder = load_setup(spec, base_dir)
-    names = [p.name for p in scenario.participants]
-    bus_of = assign_buses(feeder, names, spec.buses, scenario.seed)
+    net, feeder, _, bus_of = _placement(scenario, spec, base_dir)
     return NetworkSetup(
         spec=spec,
         net=net,
@@ -492,25 +497,17 @@ class RunNetwork:
         n_p = community.n_participants
         tr = recorded.trades.arrays()
         s = recorded.series
-        charge = np.zeros(n_p)
-        if self.pair_fee_per_kwh is not None:
-            charge = network_charges_of_run(
-                tr,
-                s["p2p_sold_kwh"],
-                s["p2p_bought_kwh"],
-                self.pair_fee_per_kwh,
-                self.spec.charges.payer,
-            )
         loss_kwh = np.zeros(n_p)
         loss_charge = np.zeros(n_p)
         loss_p2p = loss_grid = 0.0
+        pair_total = None
         if self.spec.loss_allocation:
             no_load = flow_of(self.setup, np.zeros((1, n_p)), dt_h).losses_kw[0]
             actual = np.maximum(flows["p2p"].losses_kw - no_load, 0.0) * dt_h
             lsf = loss_sensitivity(
                 self.setup.feeder, flows["p2p"].p_from_kw, flows["p2p"].v_pu, self.setup.lin
             )
-            p2p_loss, grid_loss = allocate_run_losses(
+            p2p_loss, grid_loss, pair_total = allocate_run_losses(
                 lsf,
                 self.setup.bus_of,
                 tr,
@@ -524,6 +521,11 @@ class RunNetwork:
             loss_charge = (p2p_loss * community.retail_price[:, None]).sum(axis=0)
             loss_p2p = float(p2p_loss.sum())
             loss_grid = float(grid_loss.sum())
+        charge = np.zeros(n_p)
+        if self.pair_fee_per_kwh is not None:
+            if pair_total is None:
+                pair_total = pair_totals_of_run(tr, s["p2p_sold_kwh"], s["p2p_bought_kwh"])
+            charge = charges_of(pair_total, self.pair_fee_per_kwh, self.spec.charges.payer)
         excess = 0.0
         if self.import_limit_kwh is not None:
             excess = float(np.maximum(-p2p_net - self.import_limit_kwh, 0.0).sum())
@@ -575,6 +577,27 @@ def pair_kwh_of_run(
     return q
 
 
+def pair_totals_of_run(
+    trades: dict[str, Any], sold_kwh: FloatArray, bought_kwh: FloatArray
+) -> FloatArray:
+    """Energy each participant sold to each other participant over the run [kWh], (P, P)."""
+    n_t, n_p = sold_kwh.shape
+    total = np.zeros((n_p, n_p))
+    for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
+        t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
+        total += pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1).sum(axis=0)
+    return total
+
+
+def charges_of(pair_total_kwh: FloatArray, fee_per_kwh: FloatArray, payer: str) -> FloatArray:
+    """Each participant's network usage charges over a run [currency], (P,): the charges are
+    linear in the traded volumes, so the period's (seller, buyer) totals are charged once."""
+    from peergrid.network.charges import network_charges
+
+    charge, _ = network_charges(pair_total_kwh, fee_per_kwh, payer)  # type: ignore[arg-type]
+    return np.asarray(charge, dtype=np.float64)
+
+
 def network_charges_of_run(
     trades: dict[str, Any],
     sold_kwh: FloatArray,
@@ -582,17 +605,8 @@ def network_charges_of_run(
     fee_per_kwh: FloatArray,
     payer: str,
 ) -> FloatArray:
-    """Each participant's network usage charges over a run [currency], (P,): the charges are
-    linear in the traded volumes, so the period's (seller, buyer) totals are charged once."""
-    from peergrid.network.charges import network_charges
-
-    n_t, n_p = sold_kwh.shape
-    total = np.zeros((n_p, n_p))
-    for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
-        t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
-        total += pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1).sum(axis=0)
-    charge, _ = network_charges(total, fee_per_kwh, payer)  # type: ignore[arg-type]
-    return np.asarray(charge, dtype=np.float64)
+    """Each participant's network usage charges over a run [currency], (P,)."""
+    return charges_of(pair_totals_of_run(trades, sold_kwh, bought_kwh), fee_per_kwh, payer)
 
 
 def allocate_run_losses(
@@ -603,21 +617,24 @@ def allocate_run_losses(
     bought_kwh: FloatArray,
     net_kwh: FloatArray,
     actual_kwh: FloatArray,
-) -> Any:
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Loss allocation by bilateral exchange coefficients (`network.losses.allocate_losses`)
-    over a run, in blocks of slots; returns (p2p_kwh, grid_kwh) (T, P)."""
+    over a run, in blocks of slots. Returns the P2P and grid parts (T, P) [kWh] and, since the
+    blocks' (seller, buyer) matrices are built anyway, the run's pair totals (P, P) [kWh]."""
     from peergrid.network.losses import allocate_losses
 
     n_t, n_p = net_kwh.shape
     p2p = np.zeros((n_t, n_p))
     grid = np.zeros((n_t, n_p))
+    total = np.zeros((n_p, n_p))
     for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
         t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
         q = pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1)
+        total += q.sum(axis=0)
         alloc = allocate_losses(lsf_bus[t0:t1], bus_of, q, net_kwh[t0:t1], actual_kwh[t0:t1])
         p2p[t0:t1] = alloc.p2p_kwh
         grid[t0:t1] = alloc.grid_kwh
-    return p2p, grid
+    return p2p, grid, total
 
 
 def pair_fees(setup: NetworkSetup, spec: NetworkSpec) -> FloatArray:
