@@ -16,8 +16,8 @@ from peergrid.ems.coordinated import Coordinated, CoordinatedParams, Coordinated
 from peergrid.ems.driver import run_policy
 from peergrid.ems.registry import list_policies, make_policy
 from peergrid.errors import InputError
-from tests.ems.ems_checks import check_all, net_of
-from tests.ems.ems_community import Community, no_ev, random_community, run, suburb
+from tests.ems.ems_checks import check_all
+from tests.ems.ems_community import Community, net_of, no_ev, random_community, run, suburb
 
 
 def _run(comm: Community, **params: Any) -> dict[str, Any]:

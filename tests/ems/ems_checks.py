@@ -18,19 +18,6 @@ def _safe(eta: np.ndarray) -> np.ndarray:
     return np.where(eta > 0.0, eta, 1.0)
 
 
-def net_of(r: dict[str, Any]) -> np.ndarray:
-    """Net export at the connection point of a recorded run [kWh], (T, P)."""
-    out: np.ndarray = (
-        r["generation_kwh"]
-        + r["battery_discharge_kwh"]
-        + r["ev_discharge_kwh"]
-        - r["demand_kwh"]
-        - r["battery_charge_kwh"]
-        - r["ev_charge_kwh"]
-    )
-    return out
-
-
 def check_battery(comm: Community, r: dict[str, Any]) -> None:
     b, dt = comm.assets.battery, comm.dt_h
     ch, dis, soc = r["battery_charge_kwh"], r["battery_discharge_kwh"], r["battery_soc_kwh"]

@@ -453,9 +453,9 @@ def run(
     return run_policy(policy, comm.assets, comm.profiles, comm.retail, comm.feed_in, comm.dt_h)
 
 
-def cost(comm: Community, r: dict[str, np.ndarray]) -> float:
-    """Energy cost with the retailer only (no community market) [currency]."""
-    net = (
+def net_of(r: dict[str, np.ndarray]) -> np.ndarray:
+    """Net export at the connection point of a recorded run [kWh], (T, P)."""
+    out: np.ndarray = (
         r["generation_kwh"]
         + r["battery_discharge_kwh"]
         + r["ev_discharge_kwh"]
@@ -463,6 +463,12 @@ def cost(comm: Community, r: dict[str, np.ndarray]) -> float:
         - r["battery_charge_kwh"]
         - r["ev_charge_kwh"]
     )
+    return out
+
+
+def cost(comm: Community, r: dict[str, np.ndarray]) -> float:
+    """Energy cost with the retailer only (no community market) [currency]."""
+    net = net_of(r)
     return float(
         (
             np.maximum(-net, 0.0) * comm.retail[:, None]

@@ -16,8 +16,8 @@ from peergrid.ems.envelope import EnvelopedPolicy, enforce_envelope, with_state_
 from peergrid.ems.registry import make_policy, policy_names
 from peergrid.errors import InputError
 from tests.ems import ems_community as cm
-from tests.ems.ems_checks import check_battery, check_ev, check_jobs, check_thermal, net_of
-from tests.ems.ems_community import Community, random_community
+from tests.ems.ems_checks import check_battery, check_ev, check_jobs, check_thermal
+from tests.ems.ems_community import Community, net_of, random_community
 
 TOL = 1e-9
 SEEDS = [11, 29]

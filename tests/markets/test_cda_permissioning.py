@@ -33,6 +33,7 @@ from peergrid.markets.cda import (
     arrival_sequence,
     clear_cda,
 )
+from tests.markets.test_markets_cda import books
 
 B, S = Side.BUY, Side.SELL
 V_MIN, V_MAX = 0.94, 1.10
@@ -248,25 +249,6 @@ def test_same_bus_and_self_trades() -> None:
 
 
 # --- exactly the plain CDA without a network ----------------------------------------------------
-
-
-@st.composite
-def books(draw: st.DrawFn, max_orders: int = 16) -> OrderBook:
-    n = draw(st.integers(0, max_orders))
-    side = draw(st.lists(st.sampled_from([Side.BUY, Side.SELL]), min_size=n, max_size=n))
-    kwh = st.one_of(st.sampled_from([0.0, 0.1, 0.2, 0.3, 1.0, 2.5]), st.floats(0.0, 5.0))
-    price = st.one_of(st.sampled_from([0.05, 0.1, 0.15, 0.2]), st.floats(0.0, 0.4))
-    if draw(st.booleans()):
-        participant = list(range(n))
-    else:
-        participant = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
-    return OrderBook(
-        id=np.array(draw(st.permutations(range(n))), np.int64),
-        participant=np.array(participant, np.int64),
-        side=np.array(side, np.int8),
-        quantity_kwh=np.array(draw(st.lists(kwh, min_size=n, max_size=n)), np.float64),
-        price=np.array(draw(st.lists(price, min_size=n, max_size=n)), np.float64),
-    )
 
 
 @st.composite
