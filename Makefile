@@ -31,7 +31,7 @@ typecheck: $(VENV)/.stamp-dev
 	$(BIN)/mypy src
 
 pytest: $(VENV)/.stamp-dev
-	$(BIN)/python -m pytest
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
 
 test: lint typecheck pytest
 

@@ -172,12 +172,21 @@ class ClearingResult:
         return ClearingResult(filled_kwh=np.zeros(n_orders), price=np.full(n_orders, np.nan))
 
 
+#: Relative difference below which the two sides of a pool count as equal [-]: sums of the same
+#: quantities in another order differ by a few ulps, and such a tie must fill both sides fully
+#: instead of leaving one 1e-17 kWh short.
+POOL_TIE_REL = 1e-12
+
+
 def pool_fills(
     side: NDArray[np.int8], quantity_kwh: FloatArray, total_buy_kwh: float, total_sell_kwh: float
 ) -> FloatArray:
     """Fills of a community pool [kWh], (n_orders,): the short side fills fully, the long side
     pro rata to its quantities, so that Σ buy fills = Σ sell fills = min(totals). The totals are
-    the book's buy and sell volumes that take part (both > 0)."""
+    the book's buy and sell volumes that take part (both > 0). Totals equal to within
+    `POOL_TIE_REL` are a tie: both sides fill fully."""
+    if abs(total_buy_kwh - total_sell_kwh) <= POOL_TIE_REL * max(total_buy_kwh, total_sell_kwh):
+        return np.array(quantity_kwh, dtype=np.float64, copy=True)
     buy_frac = min(total_sell_kwh / total_buy_kwh, 1.0)
     sell_frac = min(total_buy_kwh / total_sell_kwh, 1.0)
     fills: FloatArray = quantity_kwh * np.where(side == Side.SELL, sell_frac, buy_frac)
