@@ -87,6 +87,32 @@ def _regimes(rng: np.random.Generator, doy: FloatArray, latitude: float) -> IntA
     return out
 
 
+def clear_sky_on_axis(
+    axis: FineAxis, sun: SunOnAxis, *, latitude: float, longitude: float, altitude_m: float
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Clear-sky GHI, DNI and DHI on the fine axis [W/m²]: pvlib's Ineichen–Perez model with
+    the bundled monthly Linke turbidity climatology; zero with the sun below the horizon."""
+    times = axis.mid_utc()
+    pressure = float(pvlib.atmosphere.alt2pres(altitude_m))
+    # pvlib's formulas divide by cos(zenith): evaluate them with the sun held just above the
+    # horizon and zero the result where it is below.
+    zen_up = np.minimum(sun.apparent_zenith_deg, 89.5)
+    am_rel = pvlib.atmosphere.get_relative_airmass(zen_up)
+    am_abs = np.asarray(pvlib.atmosphere.get_absolute_airmass(am_rel, pressure), np.float64)
+    linke = np.asarray(
+        pvlib.clearsky.lookup_linke_turbidity(times, latitude, longitude), dtype=np.float64
+    )
+    cs = pvlib.clearsky.ineichen(
+        zen_up, am_abs, linke, altitude=altitude_m, dni_extra=sun.dni_extra_w_m2
+    )
+    up = sun.cos_zenith > 0.0
+
+    def part(name: str) -> FloatArray:
+        return np.clip(np.where(up, np.asarray(cs[name], dtype=np.float64), 0.0), 0.0, None)
+
+    return part("ghi"), part("dni"), part("dhi")
+
+
 def synthetic_on_axis(
     axis: FineAxis,
     sun: SunOnAxis,
@@ -98,21 +124,10 @@ def synthetic_on_axis(
 ) -> FineWeather:
     """The synthetic weather model (module docstring) on the fine axis."""
     times = axis.mid_utc()
-    zen = sun.apparent_zenith_deg
-    pressure = float(pvlib.atmosphere.alt2pres(altitude_m))
-    # pvlib's formulas divide by cos(zenith): evaluate them with the sun held just above the
-    # horizon and zero the result where it is below.
-    zen_up = np.minimum(zen, 89.5)
-    am_rel = pvlib.atmosphere.get_relative_airmass(zen_up)
-    am_abs = np.asarray(pvlib.atmosphere.get_absolute_airmass(am_rel, pressure), np.float64)
-    linke = np.asarray(
-        pvlib.clearsky.lookup_linke_turbidity(times, latitude, longitude), dtype=np.float64
+    zen_up = np.minimum(sun.apparent_zenith_deg, 89.5)
+    ghi_clear, _, _ = clear_sky_on_axis(
+        axis, sun, latitude=latitude, longitude=longitude, altitude_m=altitude_m
     )
-    cs = pvlib.clearsky.ineichen(
-        zen_up, am_abs, linke, altitude=altitude_m, dni_extra=sun.dni_extra_w_m2
-    )
-    ghi_clear = np.where(sun.cos_zenith > 0.0, np.asarray(cs["ghi"], dtype=np.float64), 0.0)
-    ghi_clear = np.clip(ghi_clear, 0.0, None)
 
     # Local solar days (so that a day's regime covers its whole daylight).
     ns = epoch_ns(times)

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from peergrid.data._fine import FineAxis, fine_axis, sun_on_axis
-from peergrid.data._synthetic_weather import synthetic_on_axis
+from peergrid.data._synthetic_weather import clear_sky_on_axis, synthetic_on_axis
 from peergrid.data._typical_year import (
     FineWeather,
     YearTable,
@@ -252,3 +252,31 @@ def load_weather(
     else:
         fine = year_table_on_axis(_year_table(name), axis, sun)
     return _on_slots(axis, fine, name)
+
+
+#: Air temperature and wind of `clear_sky_weather` [°C], [m/s]: fixed, so that clear-sky PV is
+#: known ahead of time (it normalises forecasts; the realised temperature would leak the future).
+CLEAR_SKY_TEMP_C = 20.0
+CLEAR_SKY_WIND_M_S = 1.0
+
+
+def clear_sky_weather(
+    grid: SlotGrid, latitude: float, longitude: float, altitude_m: float
+) -> Weather:
+    """Cloudless weather on `grid` (pvlib Ineichen–Perez with the Linke turbidity climatology),
+    slot means; temperature and wind are the constants above. Known for any time in advance,
+    so forecasters may use it for the future: `pv_generation_kwh` on it is each array's
+    clear-sky generation."""
+    axis = fine_axis(grid)
+    sun = sun_on_axis(axis, latitude, longitude, altitude_m)
+    ghi, dni, dhi = clear_sky_on_axis(
+        axis, sun, latitude=latitude, longitude=longitude, altitude_m=altitude_m
+    )
+    return Weather(
+        ghi_w_m2=axis.to_slots(ghi),
+        dni_w_m2=axis.to_slots(dni),
+        dhi_w_m2=axis.to_slots(dhi),
+        temp_air_c=np.full(grid.n_slots, CLEAR_SKY_TEMP_C),
+        wind_speed_m_s=np.full(grid.n_slots, CLEAR_SKY_WIND_M_S),
+        source="clear-sky",
+    )
