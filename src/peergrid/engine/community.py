@@ -6,6 +6,7 @@ participants, exogenous data become (T, P) arrays on the slot grid, tariffs beco
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,22 +138,32 @@ def _jobs(parts: list[ParticipantSpec], grid: SlotGrid, seed: int) -> ShiftableJ
     )
 
 
-def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
-    """Arrays for a resolved scenario (groups expanded, location explicit)."""
-    t = scenario.time
-    grid = make_grid(t.start, t.days, t.slot_minutes, t.timezone)
-    parts = scenario.participants
-    names = [p.name for p in parts]
-    n = len(parts)
+def _site(scenario: Scenario) -> tuple[float, float, float]:
     loc = scenario.location
     lat, lon, alt = loc.latitude, loc.longitude, loc.altitude_m
     if lat is None or lon is None or alt is None:
         raise InputError("location: latitude, longitude and altitude_m are needed for this weather")
-    weather = load_weather(grid, loc.weather, lat, lon, alt, scenario.seed)
+    return lat, lon, alt
 
+
+def _pv_arrays(parts: list[ParticipantSpec]) -> dict[str, FloatArray]:
+    return {
+        "kwp": _arr([p.pv.kwp if p.pv else 0.0 for p in parts]),
+        "tilt_deg": _arr([p.pv.tilt_deg if p.pv else 30.0 for p in parts]),
+        "azimuth_deg": _arr([p.pv.azimuth_deg if p.pv else 180.0 for p in parts]),
+    }
+
+
+def _demand_and_pv(
+    scenario: Scenario, grid: SlotGrid, weather: Weather, purpose: str
+) -> tuple[FloatArray, FloatArray]:
+    """Synthetic base demand and PV (T, P) [kWh] on `grid`; `purpose` names the random stream
+    of the demand model ("demand" for the run, "demand-history" before it)."""
+    parts = scenario.participants
+    lat, lon, alt = _site(scenario)
     demand = household_demand_kwh(
         grid,
-        child_rng(scenario.seed, "demand"),
+        child_rng(scenario.seed, purpose),
         annual_kwh=_arr([p.demand.annual_kwh for p in parts]),
         occupants=np.asarray([p.demand.occupants for p in parts], dtype=np.int64),
         kind=np.asarray([p.demand.kind for p in parts], dtype=np.str_),
@@ -161,16 +172,62 @@ def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
         include_shiftable=np.asarray([not p.shiftable for p in parts], dtype=bool),
         latitude_deg=lat,
     )
+    arrays = _pv_arrays(parts)
     pv = pv_generation_kwh(
         grid,
         weather,
         lat,
         lon,
         alt,
-        kwp=_arr([p.pv.kwp if p.pv else 0.0 for p in parts]),
-        tilt_deg=_arr([p.pv.tilt_deg if p.pv else 30.0 for p in parts]),
-        azimuth_deg=_arr([p.pv.azimuth_deg if p.pv else 180.0 for p in parts]),
+        kwp=arrays["kwp"],
+        tilt_deg=arrays["tilt_deg"],
+        azimuth_deg=arrays["azimuth_deg"],
     )
+    return demand, pv
+
+
+@dataclass(frozen=True, eq=False)
+class History:
+    """What the meters and the weather station recorded before the run: the forecasters'
+    training data. Synthetic from the same models as the run (the demand model on its own
+    random stream); participants whose demand and PV come from a meter file get the
+    synthetic history of their declared demand and PV (`synthetic_for_meter`).
+
+    Attributes:
+        grid: the history's slot grid (whole local days ending where the run starts).
+        demand_kwh, pv_kwh: base demand and PV, (T_h, P) [kWh].
+        weather: the observed weather on `grid`.
+        synthetic_for_meter: names of meter-data participants whose history is synthetic.
+    """
+
+    grid: SlotGrid
+    demand_kwh: FloatArray
+    pv_kwh: FloatArray
+    weather: Weather
+    synthetic_for_meter: list[str]
+
+
+def build_history(scenario: Scenario, days: int, meter_names: list[str]) -> History:
+    """`days` whole local days of history before the run of `scenario` (resolved);
+    `meter_names` are the participants whose run data come from a meter file."""
+    t = scenario.time
+    grid = make_grid(t.start - dt.timedelta(days=days), days, t.slot_minutes, t.timezone)
+    lat, lon, alt = _site(scenario)
+    weather = load_weather(grid, scenario.location.weather, lat, lon, alt, scenario.seed)
+    demand, pv = _demand_and_pv(scenario, grid, weather, "demand-history")
+    return History(grid, demand, pv, weather, list(meter_names))
+
+
+def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
+    """Arrays for a resolved scenario (groups expanded, location explicit)."""
+    t = scenario.time
+    grid = make_grid(t.start, t.days, t.slot_minutes, t.timezone)
+    parts = scenario.participants
+    names = [p.name for p in parts]
+    n = len(parts)
+    lat, lon, alt = _site(scenario)
+    weather = load_weather(grid, scenario.location.weather, lat, lon, alt, scenario.seed)
+    demand, pv = _demand_and_pv(scenario, grid, weather, "demand")
     has_ev = np.asarray([p.ev is not None for p in parts], dtype=bool)
     mobility = ev_mobility(
         grid,
