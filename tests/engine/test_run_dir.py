@@ -11,6 +11,7 @@ import pytest
 
 from peergrid import load_scenario, simulate
 from peergrid.engine.result import SimulationResult
+from peergrid.engine.series import TIMESERIES_COLUMNS
 from peergrid.errors import InputError
 
 from .conftest import small_scenario
@@ -38,24 +39,16 @@ SUMMARY_KEYS = [
     "kpi.peak_to_average",
     "kpi.fairness_jain",
     "kpi.participants_worse_off",
+    "forecast.method",
+    "forecast.demand_mae_kwh",
+    "forecast.generation_mae_kwh",
+    "forecast.skill_vs_persistence",
+    "settlement.deviation_rule",
+    "settlement.gate_closure",
+    "cost.perfect_foresight_total",
+    "cost.forecast_error_cost",
 ]
-TS_COLUMNS = [
-    "slot_start",
-    "participant",
-    "demand_kwh",
-    "generation_kwh",
-    "storage_charge_kwh",
-    "storage_discharge_kwh",
-    "net_kwh",
-    "grid_import_kwh",
-    "grid_export_kwh",
-    "p2p_bought_kwh",
-    "p2p_sold_kwh",
-    "p2p_buy_price",
-    "p2p_sell_price",
-    "battery_soc_end_kwh",
-    "ev_soc_end_kwh",
-]
+TS_COLUMNS = ["slot_start", "participant", *TIMESERIES_COLUMNS, "ev_plugged"]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +81,7 @@ def test_files_and_summary_keys(run: tuple[SimulationResult, Path]) -> None:
 def test_timeseries_columns_and_identities_on_disk(run: tuple[SimulationResult, Path]) -> None:
     result, out = run
     ts = pd.read_parquet(out / "timeseries.parquet")
-    assert list(ts.columns[: len(TS_COLUMNS)]) == TS_COLUMNS
+    assert list(ts.columns) == TS_COLUMNS
     assert len(ts) == result.summary["slots"] * result.summary["participants"]
     assert str(ts["slot_start"].dt.tz) == "UTC"
     a = ts["net_kwh"] - (

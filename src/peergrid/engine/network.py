@@ -291,6 +291,8 @@ class NetworkOutput:
     import_excess_kwh: float
     timing_s: float
     envelopes_s: float = 0.0
+    network_charge_slot: FloatArray | None = None  # (T, P) [currency]
+    loss_charge_slot: FloatArray | None = None  # (T, P) [currency]
 
     def charges(self) -> FloatArray:
         """What each participant pays the network operator for its trades [currency], (P,)."""
@@ -357,28 +359,29 @@ class NetworkOutput:
         }
 
 
-def _capabilities(community: Any, dt_h: float) -> tuple[FloatArray, FloatArray]:
-    """What each connection could export / import in each slot at most [kW], (T, P): the
-    operator's forecast for the envelopes (perfect foresight of PV and base demand)."""
-    a = community.assets
-    prof = community.profiles
-    ev_kw = a.ev.power_kw[None, :] * prof.ev_plugged
-    export_kw = prof.pv_kwh / dt_h + a.battery.power_kw[None, :] + ev_kw * a.ev.v2h[None, :]
+def capabilities(
+    assets: Any, base_demand_kwh: FloatArray, pv_kwh: FloatArray, ev_plugged: Any, dt_h: float
+) -> tuple[FloatArray, FloatArray]:
+    """What each connection could export / import in each slot at most [kW], (T, P), from the
+    base demand and PV the operator expects (the forecasts issued at each slot's gate
+    closure) and the assets' ratings: the operator's input for the envelopes."""
+    a = assets
+    ev_kw = a.ev.power_kw[None, :] * ev_plugged
+    export_kw = pv_kwh / dt_h + a.battery.power_kw[None, :] + ev_kw * a.ev.v2h[None, :]
     jobs = a.jobs
-    job_kw = np.zeros(community.n_participants)
+    job_kw = np.zeros(a.n_participants)
     if jobs.participant.size:
         np.maximum.at(job_kw, jobs.participant, jobs.p_kw)
     import_kw = (
-        prof.base_demand_kwh / dt_h
-        + (a.battery.power_kw + a.thermal.p_max_kw + job_kw)[None, :]
-        + ev_kw
+        base_demand_kwh / dt_h + (a.battery.power_kw + a.thermal.p_max_kw + job_kw)[None, :] + ev_kw
     )
     return export_kw, import_kw
 
 
 @dataclass(frozen=True, eq=False)
 class RunNetwork:
-    """The operator's rules for one run, prepared before the slot loop."""
+    """The operator's rules for one run, prepared before the slot loop from what is known at
+    each slot's gate closure."""
 
     setup: NetworkSetup
     spec: NetworkSpec
@@ -391,7 +394,14 @@ class RunNetwork:
     envelopes_s: float = 0.0
 
     @staticmethod
-    def prepare(setup: NetworkSetup, community: Any) -> RunNetwork:
+    def prepare(
+        setup: NetworkSetup,
+        community: Any,
+        expected_demand_kwh: FloatArray,
+        expected_pv_kwh: FloatArray,
+    ) -> RunNetwork:
+        """The limits, fees and market view of a run; the envelopes are computed from the
+        base demand and PV expected at each slot's gate closure, (T, P) [kWh]."""
         spec = community.scenario.network
         assert spec is not None
         setup = NetworkSetup(**{**setup.__dict__, "spec": spec})
@@ -411,7 +421,13 @@ class RunNetwork:
             from peergrid.network.envelope import operating_envelopes
 
             kinds.append("dynamic")
-            cap_exp, cap_imp = _capabilities(community, dt_h)
+            cap_exp, cap_imp = capabilities(
+                community.assets,
+                expected_demand_kwh,
+                expected_pv_kwh,
+                community.profiles.ev_plugged,
+                dt_h,
+            )
             env = operating_envelopes(
                 setup.feeder,
                 setup.lin,
@@ -451,37 +467,37 @@ class RunNetwork:
             envelopes_s=envelopes_s,
         )
 
-    def wrap(self, policy: Any, *, p2p: bool) -> Any:
-        """The EMS policy under the operator's rules: network constraints for the coordinated
-        scheduler (P2P run only), then the envelopes (both runs: they are the feeder's rules)."""
-        if p2p and self.spec.coordinated_constraints and hasattr(policy, "with_network"):
-            from peergrid.coordination.network import network_constraints
+    def constraints(self) -> Any:
+        """The feeder's constraints for a scheduler that plans with them (the coordinated
+        market), or None when the scenario switches them off."""
+        if not self.spec.coordinated_constraints:
+            return None
+        from peergrid.coordination.network import network_constraints
 
-            f = self.setup.feeder
-            policy = policy.with_network(
-                network_constraints(
-                    f,
-                    self.setup.bus_of,
-                    v_min_pu=self.spec.v_min_pu,
-                    v_max_pu=self.spec.v_max_pu,
-                    max_loading_pct=self.spec.max_loading_pct,
-                    load_tan_phi=self.setup.tan_phi,
-                    export_limit_kw=None
-                    if self.export_limit_kwh is None
-                    else self.export_limit_kwh / self.dt_h,
-                    import_limit_kw=None
-                    if self.import_limit_kwh is None
-                    else self.import_limit_kwh / self.dt_h,
-                )
-            )
-        if self.export_limit_kwh is not None and self.import_limit_kwh is not None:
-            from peergrid.ems.envelope import EnvelopedPolicy
+        f = self.setup.feeder
+        return network_constraints(
+            f,
+            self.setup.bus_of,
+            v_min_pu=self.spec.v_min_pu,
+            v_max_pu=self.spec.v_max_pu,
+            max_loading_pct=self.spec.max_loading_pct,
+            load_tan_phi=self.setup.tan_phi,
+            export_limit_kw=None
+            if self.export_limit_kwh is None
+            else self.export_limit_kwh / self.dt_h,
+            import_limit_kw=None
+            if self.import_limit_kwh is None
+            else self.import_limit_kwh / self.dt_h,
+        )
 
-            policy = EnvelopedPolicy(policy, self.export_limit_kwh, self.import_limit_kwh)
-        return policy
-
-    def after_run(self, community: Any, recorded: Any, baseline: dict[str, Any]) -> NetworkOutput:
-        """Power flow of every slot of both runs, curtailment, network and loss charges."""
+    def after_run(
+        self,
+        community: Any,
+        recorded: Any,
+        baseline: dict[str, Any],
+        curtailed_kwh: dict[str, FloatArray],
+    ) -> NetworkOutput:
+        """Power flow of every slot of both runs, network and loss charges per slot."""
         t0 = time.perf_counter()
         dt_h = self.dt_h
         p2p_net = recorded.series["net_kwh"]
@@ -489,16 +505,11 @@ class RunNetwork:
             "p2p": flow_of(self.setup, p2p_net, dt_h),
             "baseline": flow_of(self.setup, baseline["net_kwh"], dt_h),
         }
-        pv = community.profiles.pv_kwh
-        curtailed = {
-            "p2p": np.maximum(pv - recorded.series["generation_kwh"], 0.0),
-            "baseline": np.maximum(pv - baseline["generation_kwh"], 0.0),
-        }
-        n_p = community.n_participants
+        n_t, n_p = p2p_net.shape
         tr = recorded.trades.arrays()
         s = recorded.series
         loss_kwh = np.zeros(n_p)
-        loss_charge = np.zeros(n_p)
+        loss_slot = np.zeros((n_t, n_p))
         loss_p2p = loss_grid = 0.0
         pair_total = None
         if self.spec.loss_allocation:
@@ -518,33 +529,40 @@ class RunNetwork:
             )
             loss_kwh = p2p_loss.sum(axis=0) + grid_loss.sum(axis=0)
             # the energy lost to P2P trades is bought by the operator at the retail price
-            loss_charge = (p2p_loss * community.retail_price[:, None]).sum(axis=0)
+            loss_slot = p2p_loss * community.retail_price[:, None]
             loss_p2p = float(p2p_loss.sum())
             loss_grid = float(grid_loss.sum())
-        charge = np.zeros(n_p)
+        charge_slot = np.zeros((n_t, n_p))
         if self.pair_fee_per_kwh is not None:
-            if pair_total is None:
-                pair_total = pair_totals_of_run(tr, s["p2p_sold_kwh"], s["p2p_bought_kwh"])
-            charge = charges_of(pair_total, self.pair_fee_per_kwh, self.spec.charges.payer)
+            charge_slot = network_charges_of_slots(
+                tr,
+                s["p2p_sold_kwh"],
+                s["p2p_bought_kwh"],
+                self.pair_fee_per_kwh,
+                self.spec.charges.payer,
+            )
         excess = 0.0
         if self.import_limit_kwh is not None:
             excess = float(np.maximum(-p2p_net - self.import_limit_kwh, 0.0).sum())
+        del pair_total
         return NetworkOutput(
             setup=self.setup,
             flows=flows,
             dt_h=dt_h,
-            curtailed_kwh=curtailed,
+            curtailed_kwh=curtailed_kwh,
             envelope_kind=self.envelope_kind,
             export_limit_kwh=self.export_limit_kwh,
             import_limit_kwh=self.import_limit_kwh,
-            network_charge=charge,
+            network_charge=charge_slot.sum(axis=0),
             loss_kwh=loss_kwh,
             loss_p2p_kwh=loss_p2p,
             loss_grid_kwh=loss_grid,
-            loss_charge=loss_charge,
+            loss_charge=loss_slot.sum(axis=0),
             import_excess_kwh=excess,
             timing_s=time.perf_counter() - t0,
             envelopes_s=self.envelopes_s,
+            network_charge_slot=charge_slot,
+            loss_charge_slot=loss_slot,
         )
 
 
@@ -596,6 +614,31 @@ def charges_of(pair_total_kwh: FloatArray, fee_per_kwh: FloatArray, payer: str) 
 
     charge, _ = network_charges(pair_total_kwh, fee_per_kwh, payer)  # type: ignore[arg-type]
     return np.asarray(charge, dtype=np.float64)
+
+
+def network_charges_of_slots(
+    trades: dict[str, Any],
+    sold_kwh: FloatArray,
+    bought_kwh: FloatArray,
+    fee_per_kwh: FloatArray,
+    payer: str,
+) -> FloatArray:
+    """Each participant's network usage charges in every slot [currency], (T, P)
+    (`network.charges.network_charges`, slot by slot, in blocks of slots)."""
+    n_t, n_p = sold_kwh.shape
+    out = np.zeros((n_t, n_p))
+    for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
+        t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
+        charge = pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1) * fee_per_kwh[None]
+        as_seller = charge.sum(axis=2)
+        as_buyer = charge.sum(axis=1)
+        if payer == "seller":
+            out[t0:t1] = as_seller
+        elif payer == "buyer":
+            out[t0:t1] = as_buyer
+        else:
+            out[t0:t1] = 0.5 * (as_seller + as_buyer)
+    return out
 
 
 def network_charges_of_run(

@@ -17,37 +17,9 @@ import pyarrow.parquet as pq
 from peergrid.engine.atomic import write_dir_atomically
 from peergrid.engine.community import Community
 from peergrid.engine.loop import POOL, Recorded
+from peergrid.engine.series import PRICE_COLUMNS, TIMESERIES_COLUMNS
 from peergrid.scenario.resolve import to_toml
 from peergrid.scenario.schema import Scenario
-
-#: Columns of timeseries.parquet in order: (column, source series or derivation).
-TIMESERIES_COLUMNS = (
-    "demand_kwh",
-    "generation_kwh",
-    "storage_charge_kwh",
-    "storage_discharge_kwh",
-    "net_kwh",
-    "grid_import_kwh",
-    "grid_export_kwh",
-    "p2p_bought_kwh",
-    "p2p_sold_kwh",
-    "p2p_buy_price",
-    "p2p_sell_price",
-    "battery_soc_end_kwh",
-    "ev_soc_end_kwh",
-    "battery_charge_kwh",
-    "battery_discharge_kwh",
-    "ev_charge_kwh",
-    "ev_discharge_kwh",
-    "thermal_kwh",
-    "shiftable_kwh",
-    "ev_unserved_kwh",
-    "indoor_temp_end_c",
-    "cost",
-    "baseline_grid_import_kwh",
-    "baseline_grid_export_kwh",
-    "baseline_cost",
-)
 
 _CHUNK_SLOTS = 4096
 
@@ -65,7 +37,7 @@ class SimulationResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def series(self, name: str) -> np.ndarray:
-        """One per-participant series as a (T, P) array (see TIMESERIES_COLUMNS)."""
+        """One per-participant series as a (T, P) array (`engine.series.SERIES`)."""
         s = self.recorded.series
         if name == "storage_charge_kwh":
             return s["battery_charge_kwh"] + s["ev_charge_kwh"]
@@ -73,7 +45,19 @@ class SimulationResult:
             return s["battery_discharge_kwh"] + s["ev_discharge_kwh"]
         if name.startswith("baseline_"):
             return self.baseline[name.removeprefix("baseline_")]
+        if name in ("network_charge", "loss_charge"):
+            network = self.extra.get("network")
+            values = None if network is None else getattr(network, f"{name}_slot", None)
+            if values is None:
+                return np.zeros_like(s["net_kwh"])
+            return np.asarray(values)
         return s[name]
+
+    def market_series(self, name: str) -> np.ndarray:
+        """One per-slot series as a (T,) array (`engine.series.SERIES`)."""
+        if name == "p2p_traded_kwh":
+            return self.recorded.series["p2p_bought_kwh"].sum(axis=1)
+        return self.recorded.market[name]
 
     def _timeseries_table(self, t0: int, t1: int) -> pa.Table:
         names = self.community.names
@@ -115,20 +99,15 @@ class SimulationResult:
 
     @cached_property
     def prices(self) -> pd.DataFrame:
-        """One row per slot: tariff and market prices, traded energy, operator surplus."""
-        m = self.recorded.market
-        return pd.DataFrame(
-            {
-                "slot_start": self.community.grid.starts_utc,
-                "retail_price": self.community.retail_price,
-                "feed_in_price": self.community.feed_in_price,
-                "clearing_price": m["clearing_price"],
-                "buy_price": m["buy_price"],
-                "sell_price": m["sell_price"],
-                "p2p_traded_kwh": m["p2p_traded_kwh"],
-                "operator_surplus": m["operator_surplus"],
-            }
-        )
+        """One row per slot: tariff and market prices, traded energy, where the money went."""
+        columns: dict[str, Any] = {
+            "slot_start": self.community.grid.starts_utc,
+            "retail_price": self.community.retail_price,
+            "feed_in_price": self.community.feed_in_price,
+        }
+        for name in PRICE_COLUMNS:
+            columns[name] = self.market_series(name)
+        return pd.DataFrame(columns)
 
     def report_html(self) -> str:
         """The self-contained HTML report."""
