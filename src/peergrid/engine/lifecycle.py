@@ -253,15 +253,20 @@ class Cleared:
 
 
 def clear(
-    mechanism: Mechanism | None, book: OrderBook, ctx: MarketContext, n_participants: int
+    mechanism: Mechanism | None,
+    book: OrderBook,
+    ctx: MarketContext,
+    n_participants: int,
+    position_kwh: FloatArray | None = None,
 ) -> Cleared:
     """Clear one slot's book. `mechanism=None` (no market): nothing fills, every commitment
-    goes to the retailer."""
+    goes to the retailer. `position_kwh`: the planned net positions behind the book (a
+    position too small for an order is committed as it is, `settlement.slot.commit`)."""
     if mechanism is None or book.n_orders == 0:
         result = ClearingResult.nothing(book.n_orders)
     else:
         result = mechanism.clear(book, ctx)
-    c = commit(book, result, n_participants, ctx.retail_price, ctx.feed_in_price)
+    c = commit(book, result, n_participants, ctx.retail_price, ctx.feed_in_price, position_kwh)
     return Cleared(book, result, c)
 
 

@@ -167,7 +167,8 @@ def run_lifecycle(
                     slot=s,
                     network=network,
                 )
-                cl = clear(mechanism, bids.books[k], ctx, n_p)
+                position = bids.plans[k].dispatch.net_kwh
+                cl = clear(mechanism, bids.books[k], ctx, n_p, position)
                 cleared[s] = cl
                 if mechanism is not None and cl.book.n_orders:
                     res = cl.result

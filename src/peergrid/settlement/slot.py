@@ -88,9 +88,12 @@ def commit(
     n_participants: int,
     retail_price: float,
     feed_in_price: float,
+    position_kwh: FloatArray | None = None,
 ) -> Commitment:
     """Per-participant commitments from a cleared book (any number of orders per
-    participant)."""
+    participant). `position_kwh` (P,), the planned net positions the book was made from:
+    a participant without an order commits its position as it is (a position within
+    `NET_EPS_KWH` of zero places no order and goes to the retailer)."""
     n = n_participants
     who = book.participant
     is_buy = book.side == Side.BUY
@@ -101,6 +104,10 @@ def commit(
     s = ~is_buy & has_fill
     signed = np.where(is_buy, -q, q)
     committed = _sum_by(who, signed, n)
+    if position_kwh is not None:
+        no_order = np.ones(n, dtype=bool)
+        no_order[who] = False
+        committed = np.where(no_order, position_kwh, committed)
     bought = _sum_by(who[b], filled[b], n)
     sold = _sum_by(who[s], filled[s], n)
     paid = _sum_by(who[b], filled[b] * result.price[b], n)
