@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from peergrid.assets import battery as battery_physics
-from peergrid.ems.base import Dispatch
+from peergrid.ems.base import Dispatch, PhysicalState, physical_of
 from peergrid.ems.driver import DISPATCH_FIELDS, run_policy
-from peergrid.ems.base import PhysicalState, physical_of
 from peergrid.ems.envelope import enforce_envelope
 from peergrid.ems.registry import make_policy, policy_names
 from tests.ems import ems_community as cm

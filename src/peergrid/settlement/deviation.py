@@ -78,7 +78,7 @@ def settle_deviations(
     d = np.asarray(deviation_kwh, dtype=np.float64)
     short = np.maximum(-d, 0.0)
     long = np.maximum(d, 0.0)
-    if rule == "retail" or rule == "penalty":
+    if rule in ("retail", "penalty"):
         s = penalty_per_kwh if rule == "penalty" else 0.0
         to_retailer = short * retail_price - long * feed_in_price
         cost = to_retailer + s * (short + long)
