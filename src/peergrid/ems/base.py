@@ -11,6 +11,7 @@ Arrays are across participants, length P; forecast arrays are (H, P) with row 0 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
@@ -98,7 +99,7 @@ class Dispatch:
     buy_limit_price: FloatArray  # most the participant pays in the market [currency/kWh]
     sell_limit_price: FloatArray  # least it accepts [currency/kWh]
 
-    @property
+    @cached_property
     def net_kwh(self) -> FloatArray:
         """Net export at the connection point (export positive) [kWh]."""
         return (

@@ -25,7 +25,7 @@ physical state. It is a frozen value that `engine/state_codec.py` writes to byte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -135,8 +135,10 @@ class Bids:
 
 
 def _window(f: Forecast, k: int, n: int) -> Forecast:
-    """Rows [k, k + n) of a forecast, as views."""
+    """Rows [k, k + n) of a forecast, as views (the forecast itself when that is all of it)."""
     end = k + n
+    if k == 0 and end >= f.retail_price.shape[0]:
+        return f
     return Forecast(
         base_demand_kwh=f.base_demand_kwh[k:end],
         pv_kwh=f.pv_kwh[k:end],
@@ -158,6 +160,12 @@ def anchored(runtime: EmsRuntime[S], clip: Constants | None = None) -> S:
         return runtime.plan.with_physical(runtime.physical)
     assumed = runtime.pending[0].start
     measured = runtime.physical
+    if (
+        measured.battery_soc_kwh is assumed.battery_soc_kwh
+        and measured.ev_soc_kwh is assumed.ev_soc_kwh
+        and measured.indoor_temp_c is assumed.indoor_temp_c
+    ):
+        return runtime.plan  # delivered exactly as planned (the same arrays)
     plan = physical_of(runtime.plan)
     fields = []
     for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
@@ -221,10 +229,11 @@ def bid(
         imp = None if f.import_limit_kwh is None else f.import_limit_kwh[k]
         window = _window(f, k, gate.horizon_slots)
         new, d = step_within_limits(policy, state, inputs, window, assets, exp, imp)
+        start = physical_of(state) if not plans else plans[-1].end
         plans.append(
             PlannedSlot(
                 dispatch=d,
-                start=physical_of(state),
+                start=start,
                 end=physical_of(new),
                 base_demand_kwh=inputs.base_demand_kwh,
                 pv_kwh=inputs.pv_kwh,
@@ -234,11 +243,13 @@ def bid(
         )
         books.append(orders_from_net(d.net_kwh, d.buy_limit_price, d.sell_limit_price))
         state = new
-    out = replace(
-        runtime,
+    out = EmsRuntime(
         plan=state,
         planned_until=gate.first_slot + gate.n_slots,
         pending=runtime.pending + tuple(plans),
+        physical=runtime.physical,
+        next_delivery=runtime.next_delivery,
+        trip_estimate_kwh=runtime.trip_estimate_kwh,
     )
     return out, Bids(first_slot=gate.first_slot, books=tuple(books), plans=tuple(plans))
 
@@ -306,8 +317,9 @@ def deliver(
     estimate = runtime.trip_estimate_kwh
     if np.count_nonzero(trips):
         estimate = np.where(trips > 0.0, trips, estimate)
-    new = replace(
-        runtime,
+    new = EmsRuntime(
+        plan=runtime.plan,
+        planned_until=runtime.planned_until,
         pending=runtime.pending[1:],
         physical=out.end,
         next_delivery=slot + 1,

@@ -134,7 +134,8 @@ def run_lifecycle(
     series = {s.name: np.zeros((n_t, n_p)) for s in RECORDED}
     market = {s.name: np.full(n_t, np.nan) for s in MARKET}
     curtailed = np.zeros((n_t, n_p))
-    record = [(series[s.name], s.source, s.attr) for s in RECORDED]
+    order = ("dispatch", "settlement", "end", "plan", "commitment")
+    record = [(series[s.name], order.index(s.source), s.attr) for s in RECORDED]
     trades = Trades()
     info: dict[str, FloatArray] = {}
     retail, feed_in = feed.retail_price, feed.feed_in_price
@@ -201,13 +202,7 @@ def run_lifecycle(
         market["retailer_revenue"][t] = st.retailer_revenue
         market["operator_revenue"][t] = st.operator_revenue
         curtailed[t] = dl.curtailed_kwh
-        sources = {
-            "dispatch": dl.dispatch,
-            "settlement": st,
-            "end": dl.end,
-            "plan": plan,
-            "commitment": cl.commitment,
-        }
+        sources = (dl.dispatch, st, dl.end, plan, cl.commitment)
         for arr, source, attr in record:
             arr[t] = getattr(sources[source], attr)
         if on_progress is not None and (t + 1) % progress_every == 0:

@@ -60,8 +60,9 @@ class Commitment:
         buy_limit_price, sell_limit_price: volume-weighted limit price of the participant's
             buy / sell orders [currency/kWh]; NaN without such orders.
         operator_surplus: Σ buyer payments − Σ seller receipts in the market [currency].
-        reference_price: the community's reference price of the slot (`deviation.
-            reference_price`) [currency/kWh].
+        clearing_price: the mechanism's single price, NaN where it has none [currency/kWh].
+        fill_kwh, fill_price: the book's fills and their prices, (n_orders,).
+        retail_price, feed_in_price: the slot's tariff [currency/kWh].
     """
 
     committed_kwh: FloatArray
@@ -74,7 +75,22 @@ class Commitment:
     buy_limit_price: FloatArray
     sell_limit_price: FloatArray
     operator_surplus: float
-    reference_price: float
+    clearing_price: float
+    fill_kwh: FloatArray
+    fill_price: FloatArray
+    retail_price: float
+    feed_in_price: float
+
+    @property
+    def reference_price(self) -> float:
+        """The community's reference price of the slot (`deviation.reference_price`)."""
+        return reference_price(
+            self.clearing_price,
+            self.fill_kwh,
+            self.fill_price,
+            self.retail_price,
+            self.feed_in_price,
+        )
 
 
 def _sum_by(who: IntArray, weights: FloatArray, n: int) -> FloatArray:
@@ -99,30 +115,43 @@ def commit(
     is_buy = book.side == Side.BUY
     q = book.quantity_kwh
     filled = result.filled_kwh
+    price = result.price
     has_fill = filled > 0
     b = is_buy & has_fill
     s = ~is_buy & has_fill
-    signed = np.where(is_buy, -q, q)
-    committed = _sum_by(who, signed, n)
-    if position_kwh is not None:
-        no_order = np.ones(n, dtype=bool)
-        no_order[who] = False
-        committed = np.where(no_order, position_kwh, committed)
-    bought = _sum_by(who[b], filled[b], n)
-    sold = _sum_by(who[s], filled[s], n)
-    paid = _sum_by(who[b], filled[b] * result.price[b], n)
-    received = _sum_by(who[s], filled[s] * result.price[s], n)
-    buy_price = np.divide(paid, bought, out=np.full(n, np.nan), where=bought > 0)
-    sell_price = np.divide(received, sold, out=np.full(n, np.nan), where=sold > 0)
-    # one fill per participant and side (the usual case): the price itself, no rounding
-    single_b = np.bincount(who[b], minlength=n) == 1
-    single_s = np.bincount(who[s], minlength=n) == 1
-    buy_price[who[b]] = np.where(single_b[who[b]], result.price[b], buy_price[who[b]])
-    sell_price[who[s]] = np.where(single_s[who[s]], result.price[s], sell_price[who[s]])
-    qb = _sum_by(who[is_buy], q[is_buy], n)
-    qs = _sum_by(who[~is_buy], q[~is_buy], n)
-    lim_b = _sum_by(who[is_buy], q[is_buy] * book.price[is_buy], n)
-    lim_s = _sum_by(who[~is_buy], q[~is_buy] * book.price[~is_buy], n)
+    if who.size < 2 or bool(np.all(who[1:] > who[:-1])):
+        # one order per participant (the EMS's book): scatter, no sums and no rounding
+        committed = np.zeros(n) if position_kwh is None else np.array(position_kwh, copy=True)
+        committed[who] = np.where(is_buy, -q, q)
+        bought, sold, paid, received = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        bought[who[b]] = filled[b]
+        sold[who[s]] = filled[s]
+        paid[who[b]] = filled[b] * price[b]
+        received[who[s]] = filled[s] * price[s]
+        buy_price, sell_price = np.full(n, np.nan), np.full(n, np.nan)
+        buy_price[who[b]] = price[b]
+        sell_price[who[s]] = price[s]
+        buy_limit, sell_limit = np.full(n, np.nan), np.full(n, np.nan)
+        buy_limit[who[is_buy]] = book.price[is_buy]
+        sell_limit[who[~is_buy]] = book.price[~is_buy]
+    else:
+        committed = _sum_by(who, np.where(is_buy, -q, q), n)
+        if position_kwh is not None:
+            no_order = np.ones(n, dtype=bool)
+            no_order[who] = False
+            committed = np.where(no_order, position_kwh, committed)
+        bought = _sum_by(who[b], filled[b], n)
+        sold = _sum_by(who[s], filled[s], n)
+        paid = _sum_by(who[b], filled[b] * price[b], n)
+        received = _sum_by(who[s], filled[s] * price[s], n)
+        buy_price = np.divide(paid, bought, out=np.full(n, np.nan), where=bought > 0)
+        sell_price = np.divide(received, sold, out=np.full(n, np.nan), where=sold > 0)
+        qb = _sum_by(who[is_buy], q[is_buy], n)
+        qs = _sum_by(who[~is_buy], q[~is_buy], n)
+        lim_b = _sum_by(who[is_buy], q[is_buy] * book.price[is_buy], n)
+        lim_s = _sum_by(who[~is_buy], q[~is_buy] * book.price[~is_buy], n)
+        buy_limit = np.divide(lim_b, qb, out=np.full(n, np.nan), where=qb > 0)
+        sell_limit = np.divide(lim_s, qs, out=np.full(n, np.nan), where=qs > 0)
     return Commitment(
         committed_kwh=committed,
         p2p_bought_kwh=bought,
@@ -131,12 +160,14 @@ def commit(
         p2p_sell_price=sell_price,
         p2p_paid=paid,
         p2p_received=received,
-        buy_limit_price=np.divide(lim_b, qb, out=np.full(n, np.nan), where=qb > 0),
-        sell_limit_price=np.divide(lim_s, qs, out=np.full(n, np.nan), where=qs > 0),
+        buy_limit_price=buy_limit,
+        sell_limit_price=sell_limit,
         operator_surplus=float(result.operator_surplus),
-        reference_price=reference_price(
-            result.clearing_price, filled, result.price, retail_price, feed_in_price
-        ),
+        clearing_price=float(result.clearing_price),
+        fill_kwh=filled,
+        fill_price=price,
+        retail_price=retail_price,
+        feed_in_price=feed_in_price,
     )
 
 
@@ -190,6 +221,7 @@ def settle_slot(
     rem_export = np.maximum(remainder, 0.0)
     rem_cost = rem_import * retail_price - rem_export * feed_in_price
     deviation = metered_net_kwh - c.committed_kwh
+    cost = rem_cost + (c.p2p_paid - c.p2p_received)
     if np.any(deviation):
         dev = settle_deviations(
             deviation,
@@ -200,14 +232,15 @@ def settle_slot(
             penalty_per_kwh=penalty_per_kwh,
         )
         dev_cost, dev_retailer, dev_operator = dev.cost, dev.retailer_revenue, dev.operator_revenue
+        cost = cost + dev_cost
         flow = metered_net_kwh - p2p_net
+        grid_import, grid_export = np.maximum(-flow, 0.0), np.maximum(flow, 0.0)
     else:
-        dev_cost, dev_retailer, dev_operator = np.zeros_like(deviation), 0.0, 0.0
-        flow = remainder
-    cost = rem_cost + c.p2p_paid - c.p2p_received + dev_cost
+        dev_cost, dev_retailer, dev_operator = deviation, 0.0, 0.0  # zeros
+        grid_import, grid_export = rem_import, rem_export
     return SlotSettlement(
-        grid_import_kwh=np.maximum(-flow, 0.0),
-        grid_export_kwh=np.maximum(flow, 0.0),
+        grid_import_kwh=grid_import,
+        grid_export_kwh=grid_export,
         p2p_bought_kwh=c.p2p_bought_kwh,
         p2p_sold_kwh=c.p2p_sold_kwh,
         p2p_buy_price=c.p2p_buy_price,
