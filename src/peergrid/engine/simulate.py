@@ -21,7 +21,7 @@ from peergrid.engine.community import Community, build_community
 from peergrid.engine.loop import ProgressFn, Recorded, run_slots
 from peergrid.engine.result import SimulationResult
 from peergrid.markets.registry import get_mechanism
-from peergrid.report import kpi
+from peergrid.metrics import kpi
 from peergrid.rng import child_rng
 from peergrid.scenario.resolve import resolve
 from peergrid.scenario.schema import EmsSpec, MarketSpec, Scenario
