@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, get_font
 from numpy.typing import NDArray
 
+from peergrid.metrics.kpi import participants_worse_off
 from peergrid.timegrid import SlotGrid
 
 FloatArray = NDArray[np.float64]
@@ -575,7 +576,7 @@ def savings_figure(saving: FloatArray, currency: str) -> Figure:
             linestyle="--",
             label=f"Median {median:,.2f} {unit}",
         )
-        worse = int(np.sum(values < 0))
+        worse = participants_worse_off(values)  # as the summary counts them
         ax.text(
             0.99,
             0.95,
