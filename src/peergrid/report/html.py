@@ -33,6 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from peergrid.network.kpi import NetworkKpis
 from peergrid.report import plots
 from peergrid.report.network import ANCHOR as NETWORK_ANCHOR
 from peergrid.report.network import NetworkReportData, network_section
@@ -742,6 +743,19 @@ def _figures(data: ReportData) -> list[_Figure]:
     return figures
 
 
+def _network(data: ReportData) -> str:
+    """The network section; its key figures are the summary's (summary.json's network block),
+    computed from the arrays only when the summary has none."""
+    if data.network is None:
+        return ""
+    block = data.summary.get("network")
+    if not isinstance(block, Mapping):
+        return network_section(data.network)
+    n = data.grid.n_slots
+    kpis = NetworkKpis.from_summary(block, n), NetworkKpis.from_summary(block["baseline"], n)
+    return network_section(data.network, kpis)
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("peergrid")
@@ -785,7 +799,7 @@ def render_report(data: ReportData) -> str:
             "</p>",
             _kpi_table(data),
             *sections,
-            network_section(data.network) if data.network is not None else "",
+            _network(data),
             _unconstrained_note(data.summary, data.currency),
             _participants_table(data),
             extra,

@@ -39,6 +39,16 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from peergrid.network.kpi import (
+    V_TOL_PU,
+    NetworkKpis,
+    most_loaded_branches,
+    network_kpis,
+    overloaded,
+    overvoltage,
+    undervoltage,
+    worst_buses,
+)
 from peergrid.report import plots
 
 FloatArray = NDArray[np.float64]
@@ -52,13 +62,6 @@ N_WORST = 10
 
 ANCHOR = "network"
 """Id of the section heading, for the page's navigation."""
-
-V_TOL_PU = 1e-6
-"""A voltage counts as outside a limit when beyond it by more than this [p.u.]: float32
-voltages carry about 1e-7 p.u. of rounding, and a value held at a limit is not a violation."""
-
-LOADING_TOL_PCT = 1e-4
-"""A branch counts as overloaded when above the limit by more than this [%]."""
 
 _MINUS = "\u2212"
 _OVER_COLOUR = "#000000"  # heat-map cells above the upper voltage limit
@@ -145,74 +148,18 @@ def _check(data: NetworkReportData) -> None:
 # --- aggregates ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NetworkKpis:
-    """Key network figures of one case (counts are slots, out of `n_slots`)."""
-
-    n_slots: int
-    v_min_pu: float
-    v_max_pu: float
-    overvoltage_slots: int
-    undervoltage_slots: int
-    voltage_violation_slots: int
-    overload_slots: int
-    max_loading_pct: float
-    losses_kwh: float
-    curtailed_kwh: float
-
-
-def _reduce_or_nan(values: NDArray[np.floating], *, high: bool) -> float:
-    """Max (high) or min of all finite values, NaN if there are none (no warning)."""
-    if values.size == 0:
-        return float("nan")
-    ufunc = np.fmax if high else np.fmin
-    return float(ufunc.reduce(values, axis=None))
-
-
-def network_kpis(
-    case: NetworkCase, *, dt_h: float, v_min_pu: float, v_max_pu: float, max_loading_pct: float
-) -> NetworkKpis:
-    """Voltage extremes, slots with a bus outside [v_min_pu, v_max_pu], slots with a branch
-    above `max_loading_pct`, highest loading [%], losses [kWh] and curtailment [kWh].
-
-    "Outside" and "above" mean by more than `V_TOL_PU` and `LOADING_TOL_PCT`.
-    """
-    v = case.v_pu
-    over = np.any(v > v_max_pu + V_TOL_PU, axis=1)
-    under = np.any(v < v_min_pu - V_TOL_PU, axis=1)
-    loading = case.loading_pct
-    overload = np.any(loading > max_loading_pct + LOADING_TOL_PCT, axis=1)
-    return NetworkKpis(
-        n_slots=int(v.shape[0]),
-        v_min_pu=_reduce_or_nan(v, high=False),
-        v_max_pu=_reduce_or_nan(v, high=True),
-        overvoltage_slots=int(over.sum()),
-        undervoltage_slots=int(under.sum()),
-        voltage_violation_slots=int((over | under).sum()),
-        overload_slots=int(overload.sum()),
-        max_loading_pct=_reduce_or_nan(loading, high=True),
-        losses_kwh=float(np.nansum(case.losses_kw) * dt_h),
-        curtailed_kwh=float(np.nansum(case.curtailed_kwh)),
+def case_kpis(data: NetworkReportData, case: NetworkCase) -> NetworkKpis:
+    """The key figures of one case of `data` (`peergrid.network.kpi.network_kpis`)."""
+    return network_kpis(
+        case.v_pu,
+        case.loading_pct,
+        case.losses_kw,
+        dt_h=data.dt_h,
+        v_min_pu=data.v_min_pu,
+        v_max_pu=data.v_max_pu,
+        max_loading_pct=data.max_loading_pct,
+        curtailed_kwh=case.curtailed_kwh,
     )
-
-
-def worst_buses(v_pu: NDArray[np.floating], n: int = N_WORST, *, high: bool) -> IntArray:
-    """Indices of the `n` buses with the highest maximum (high) or lowest minimum voltage.
-
-    Ties keep the given (electrical) order; buses with no finite value come last.
-    """
-    if high:
-        key = -np.fmax.reduce(v_pu, axis=0).astype(np.float64)
-    else:
-        key = np.fmin.reduce(v_pu, axis=0).astype(np.float64)
-    order = np.argsort(key, kind="stable")  # NaN sorts last
-    return np.asarray(order[:n], dtype=np.int64)
-
-
-def most_loaded_branches(loading_pct: NDArray[np.floating], n: int = N_WORST) -> IntArray:
-    """Indices of the `n` branches with the highest maximum loading, ties in the given order."""
-    key = -np.fmax.reduce(loading_pct, axis=0).astype(np.float64)
-    return np.asarray(np.argsort(key, kind="stable")[:n], dtype=np.int64)
 
 
 def percentile_by_column(values: NDArray[np.floating], q: float) -> FloatArray:
@@ -526,12 +473,12 @@ def _kpi_rows(
     rows = [
         (
             "Lowest voltage",
-            *volts(p2p.v_min_pu, base.v_min_pu),
+            *volts(p2p.min_voltage_pu, base.min_voltage_pu),
             f"Lowest voltage at any bus in any slot; lower limit {lo:.2f} p.u.",
         ),
         (
             "Highest voltage",
-            *volts(p2p.v_max_pu, base.v_max_pu),
+            *volts(p2p.max_voltage_pu, base.max_voltage_pu),
             f"Highest voltage at any bus in any slot; upper limit {hi:.2f} p.u.",
         ),
         (
@@ -603,12 +550,12 @@ def _bus_table(data: NetworkReportData, *, high: bool) -> str:
     p2p, base = data.p2p.v_pu, data.baseline.v_pu
     if high:
         reduce, limit, sign, word = np.fmax.reduce, data.v_max_pu, ">", "Max"
-        p2p_count = np.sum(p2p > limit + V_TOL_PU, axis=0)
-        base_count = np.sum(base > limit + V_TOL_PU, axis=0)
+        p2p_count = overvoltage(p2p, limit).sum(axis=0)
+        base_count = overvoltage(base, limit).sum(axis=0)
     else:
         reduce, limit, sign, word = np.fmin.reduce, data.v_min_pu, "<", "Min"
-        p2p_count = np.sum(p2p < limit - V_TOL_PU, axis=0)
-        base_count = np.sum(base < limit - V_TOL_PU, axis=0)
+        p2p_count = undervoltage(p2p, limit).sum(axis=0)
+        base_count = undervoltage(base, limit).sum(axis=0)
     p2p_ext, base_ext = reduce(p2p, axis=0), reduce(base, axis=0)
     rows = [
         (
@@ -641,11 +588,11 @@ def _branch_table(data: NetworkReportData) -> str:
             (
                 np.fmax.reduce(x, axis=0),
                 percentile_by_column(x, 99.0),
-                np.sum(x > lim + LOADING_TOL_PCT, axis=0),
+                overloaded(x, lim).sum(axis=0),
             )
         )
     rows = []
-    for rank, j in enumerate(most_loaded_branches(data.p2p.loading_pct), start=1):
+    for rank, j in enumerate(most_loaded_branches(data.p2p.loading_pct, N_WORST), start=1):
         cells = [str(rank), data.branch_labels[j]]
         for top, p99, count in stats:
             cells += [_fix(float(top[j]), 1), _fix(float(p99[j]), 1), f"{int(count[j]):,}"]
@@ -675,8 +622,14 @@ def _figure(
     )
 
 
-def network_section(data: NetworkReportData) -> str:
+def network_section(
+    data: NetworkReportData, kpis: tuple[NetworkKpis, NetworkKpis] | None = None
+) -> str:
     """The network section of the report as an HTML fragment, `<section>…</section>`.
+
+    `kpis` are the key figures (P2P, baseline) the run's summary states; the report of a run
+    passes them, so that its table shows summary.json's figures. None computes them from
+    `data` with the same function (`peergrid.network.kpi.network_kpis`).
 
     Raises:
         ValueError: the arrays do not match the labels and `times_local`, or the limits are
@@ -684,13 +637,9 @@ def network_section(data: NetworkReportData) -> str:
     """
     _check(data)
     n_slots, n_bus, n_branch = len(data.times_local), len(data.bus_labels), len(data.branch_labels)
-    limits = {
-        "dt_h": data.dt_h,
-        "v_min_pu": data.v_min_pu,
-        "v_max_pu": data.v_max_pu,
-        "max_loading_pct": data.max_loading_pct,
-    }
-    p2p, base = network_kpis(data.p2p, **limits), network_kpis(data.baseline, **limits)
+    p2p, base = (
+        kpis if kpis is not None else (case_kpis(data, data.p2p), case_kpis(data, data.baseline))
+    )
     edges = slot_edges(data.times_local, data.dt_h)
     cases = (data.p2p, data.baseline)
 
@@ -788,21 +737,16 @@ def network_section(data: NetworkReportData) -> str:
 
 __all__ = [
     "ANCHOR",
-    "LOADING_TOL_PCT",
     "MAX_HEATMAP_COLUMNS",
     "N_WORST",
-    "V_TOL_PU",
     "NetworkCase",
-    "NetworkKpis",
     "NetworkReportData",
+    "case_kpis",
     "day_first_slots",
     "heatmap_columns",
-    "most_loaded_branches",
-    "network_kpis",
     "network_section",
     "percentile_by_column",
     "series_bins",
     "slot_edges",
     "slots_per_column",
-    "worst_buses",
 ]
