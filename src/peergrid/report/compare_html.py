@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from peergrid.report import plots
-from peergrid.report.html import PAGE_CSS
+from peergrid.report.page import PAGE_CSS
 
 if TYPE_CHECKING:
     from peergrid.engine.compare import Comparison

@@ -1,7 +1,7 @@
 """The network section of the run report: voltages, branch loading, losses and curtailment.
 
 `network_section(NetworkReportData) -> str` returns an HTML fragment (`<section>…</section>`)
-that uses the classes of the page style (`peergrid.report.html.PAGE_CSS`). It compares the run
+that uses the classes of the page style (`peergrid.report.page.PAGE_CSS`). It compares the run
 with P2P trading against the baseline without it on the same feeder:
 
 - a table of key network figures (voltage extremes, slots outside the voltage limits, slots
@@ -20,13 +20,12 @@ as a `data:` URI): a vector grid of 130 buses x 1,500 columns would weigh tens o
 15-minute slots on 130 buses gives a fragment of about 1 MB, rendered in about 2 s.
 
 Inputs should be finite; a NaN (e.g. a slot whose power flow did not converge) is tolerated:
-extremes and counts ignore it and the heat map draws it grey. This module does not import
-`peergrid.report.html` (which imports this one), hence its own small number formatting.
+extremes and counts ignore it and the heat map draws it grey. The key figures and their
+tolerances are `peergrid.network.kpi`'s, the text of numbers `peergrid.report.format`'s.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +49,16 @@ from peergrid.network.kpi import (
     worst_buses,
 )
 from peergrid.report import plots
+from peergrid.report.format import (
+    KpiRow,
+    duration,
+    escape,
+    format_change,
+    format_value,
+    kpi_table,
+    number_text,
+    table,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -63,7 +72,6 @@ N_WORST = 10
 ANCHOR = "network"
 """Id of the section heading, for the page's navigation."""
 
-_MINUS = "\u2212"
 _OVER_COLOUR = "#000000"  # heat-map cells above the upper voltage limit
 _UNDER_COLOUR = "#E69F00"  # heat-map cells below the lower voltage limit
 _NAN_COLOUR = "#BBBBBB"
@@ -397,74 +405,17 @@ def daily_figure(
 # --- HTML ------------------------------------------------------------------------------------
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _duration(hours: float) -> str:
-    minutes = round(hours * 60)
-    if minutes % 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h"
-
-
-def _fix(value: float, digits: int) -> str:
-    return f"{value:,.{digits}f}".replace("-", _MINUS) if np.isfinite(value) else "n/a"
-
-
-def _signed(value: float, text: str) -> str:
-    return text if value < 0 else "+" + text
-
-
-def _energy(value: float) -> str:
-    """kWh as text with fewer decimals for bigger magnitudes."""
-    if value == 0:
-        return "0"
-    mag = abs(value)
-    return _fix(value, 0 if mag >= 1000 else 1 if mag >= 10 else 2)
-
-
-def _kpi_rows(
-    data: NetworkReportData, p2p: NetworkKpis, base: NetworkKpis
-) -> list[tuple[str, ...]]:
+def _kpi_rows(data: NetworkReportData, p2p: NetworkKpis, base: NetworkKpis) -> list[KpiRow]:
     """(label, P2P, baseline, change, meaning) of the key-figure table."""
 
-    def measured(a: float, b: float, digits: int, unit: str, diff_unit: str) -> tuple[str, ...]:
-        def one(x: float) -> str:
-            return f"{_fix(x, digits)} {unit}" if np.isfinite(x) else "n/a"
+    def measured(a: float, b: float, unit: str) -> tuple[str, str, str]:
+        return format_value(a, unit), format_value(b, unit), format_change(a, b, unit)
 
-        d = a - b
-        if not np.isfinite(d):
-            change = "n/a"
-        else:
-            change = "no change" if d == 0 else _signed(d, f"{_fix(d, digits)} {diff_unit}")
-        return one(a), one(b), change
-
-    def volts(a: float, b: float) -> tuple[str, ...]:
-        return measured(a, b, 4, "p.u.", "p.u.")
-
-    def slots(a: int, b: int) -> tuple[str, ...]:
-        n = p2p.n_slots
-
+    def slots(a: int, b: int) -> tuple[str, str, str]:
         def one(x: int) -> str:
-            return f"{x:,} ({100 * x / n:.1f} %)"
+            return f"{number_text(x, 'count')} ({number_text(100 * x / p2p.n_slots, '%')} %)"
 
-        d = a - b
-        return one(a), one(b), "no change" if d == 0 else _signed(d, _fix(d, 0))
-
-    def pct(a: float, b: float) -> tuple[str, ...]:
-        return measured(a, b, 1, "%", "pp")
-
-    def kwh(a: float, b: float) -> tuple[str, ...]:
-        d = a - b
-        if d == 0:
-            change = "no change"
-        else:
-            change = _signed(d, _energy(d) + " kWh")
-            if b != 0:
-                rel = 100 * d / abs(b)
-                change += f" ({_signed(rel, _fix(rel, 1))} %)"
-        return f"{_energy(a)} kWh", f"{_energy(b)} kWh", change
+        return one(a), one(b), format_change(a, b, "count", relative=False)
 
     lo, hi, lim = data.v_min_pu, data.v_max_pu, data.max_loading_pct
     curtail_meaning = "Generation held back to keep the network within its limits"
@@ -473,12 +424,12 @@ def _kpi_rows(
     rows = [
         (
             "Lowest voltage",
-            *volts(p2p.min_voltage_pu, base.min_voltage_pu),
+            *measured(p2p.min_voltage_pu, base.min_voltage_pu, "p.u."),
             f"Lowest voltage at any bus in any slot; lower limit {lo:.2f} p.u.",
         ),
         (
             "Highest voltage",
-            *volts(p2p.max_voltage_pu, base.max_voltage_pu),
+            *measured(p2p.max_voltage_pu, base.max_voltage_pu, "p.u."),
             f"Highest voltage at any bus in any slot; upper limit {hi:.2f} p.u.",
         ),
         (
@@ -503,47 +454,21 @@ def _kpi_rows(
         ),
         (
             "Highest loading",
-            *pct(p2p.max_loading_pct, base.max_loading_pct),
+            *measured(p2p.max_loading_pct, base.max_loading_pct, "%"),
             "Highest loading of any line or transformer, in % of its rating.",
         ),
         (
             "Network losses",
-            *kwh(p2p.losses_kwh, base.losses_kwh),
+            *measured(p2p.losses_kwh, base.losses_kwh, "kWh"),
             "Energy lost in the feeder's lines and transformers.",
         ),
-        ("Curtailed generation", *kwh(p2p.curtailed_kwh, base.curtailed_kwh), curtail_meaning),
+        (
+            "Curtailed generation",
+            *measured(p2p.curtailed_kwh, base.curtailed_kwh, "kWh"),
+            curtail_meaning,
+        ),
     ]
     return rows
-
-
-def _kpi_table(rows: list[tuple[str, ...]]) -> str:
-    body = "".join(
-        f'<tr><td>{_e(label)}</td><td class="num">{_e(a)}</td><td class="num">{_e(b)}</td>'
-        f'<td class="num">{_e(change)}</td><td class="meaning">{_e(meaning)}</td></tr>'
-        for label, a, b, change, meaning in rows
-    )
-    return (
-        '<table class="kpi"><thead><tr><th>Figure</th><th class="num">With P2P</th>'
-        '<th class="num">Baseline (no P2P)</th><th class="num">Change</th><th>Meaning</th>'
-        f"</tr></thead><tbody>{body}</tbody></table>"
-    )
-
-
-def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> str:
-    head = "".join(
-        f'<th class="num">{_e(h)}</th>' if num else f"<th>{_e(h)}</th>"
-        for h, num in zip(heads, numeric, strict=True)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{_e(c)}</td>' if num else f"<td>{_e(c)}</td>"
-            for c, num in zip(row, numeric, strict=True)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _bus_table(data: NetworkReportData, *, high: bool) -> str:
@@ -561,10 +486,10 @@ def _bus_table(data: NetworkReportData, *, high: bool) -> str:
         (
             str(rank),
             data.bus_labels[i],
-            _fix(float(p2p_ext[i]), 4),
-            f"{int(p2p_count[i]):,}",
-            _fix(float(base_ext[i]), 4),
-            f"{int(base_count[i]):,}",
+            number_text(float(p2p_ext[i]), "p.u."),
+            number_text(int(p2p_count[i]), "count"),
+            number_text(float(base_ext[i]), "p.u."),
+            number_text(int(base_count[i]), "count"),
         )
         for rank, i in enumerate(worst_buses(p2p, N_WORST, high=high), start=1)
     ]
@@ -576,7 +501,7 @@ def _bus_table(data: NetworkReportData, *, high: bool) -> str:
         f"{word} baseline [p.u.]",
         f"Slots {sign} {limit:.2f} p.u. baseline",
     )
-    return _table(heads, rows, (True, False, True, True, True, True))
+    return table(heads, rows, (True, False, True, True, True, True))
 
 
 def _branch_table(data: NetworkReportData) -> str:
@@ -595,12 +520,13 @@ def _branch_table(data: NetworkReportData) -> str:
     for rank, j in enumerate(most_loaded_branches(data.p2p.loading_pct, N_WORST), start=1):
         cells = [str(rank), data.branch_labels[j]]
         for top, p99, count in stats:
-            cells += [_fix(float(top[j]), 1), _fix(float(p99[j]), 1), f"{int(count[j]):,}"]
+            cells += [number_text(float(x[j]), "%") for x in (top, p99)]
+            cells.append(number_text(int(count[j]), "count"))
         rows.append(cells)
     heads = ["#", "Branch"]
     for which in ("with P2P", "baseline"):
         heads += [f"Max {which} [%]", f"99th pct {which} [%]", f"Slots > {lim:g} % {which}"]
-    return _table(heads, rows, [True, False] + [True] * 6)
+    return table(heads, rows, [True, False] + [True] * 6)
 
 
 _PIXELATED = ' style="image-rendering:crisp-edges;image-rendering:pixelated"'
@@ -617,8 +543,8 @@ def _figure(
         # columns, and with them the one-slot extremes the columns were built to keep.
         svg = svg.replace(_PIXELATED, "")
     return (
-        f'<h3 id="{anchor}">{_e(heading)}</h3><figure>{svg}'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f'<h3 id="{anchor}">{escape(heading)}</h3><figure>{svg}'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
     )
 
 
@@ -645,14 +571,14 @@ def network_section(
 
     intro = (
         f"Feeder {data.feeder_name}: {n_bus:,} buses reported, {n_branch:,} lines and "
-        f"transformers monitored, {n_slots:,} slots of {_duration(data.dt_h)}. Limits: "
+        f"transformers monitored, {n_slots:,} slots of {duration(data.dt_h)}. Limits: "
         f"voltage {data.v_min_pu:.2f}\u2013{data.v_max_pu:.2f} p.u., loading "
         f"{data.max_loading_pct:g} % of rating. Exports limited by: "
         f"{data.envelope_note or 'nothing (no operating envelope)'}."
     )
     parts = [
-        f'<section><h2 id="{ANCHOR}">Network</h2><p class="muted">{_e(intro)}</p>',
-        _kpi_table(_kpi_rows(data, p2p, base)),
+        f'<section><h2 id="{ANCHOR}">Network</h2><p class="muted">{escape(intro)}</p>',
+        kpi_table(_kpi_rows(data, p2p, base)),
     ]
 
     k = slots_per_column(n_slots, data.dt_h)
@@ -662,7 +588,7 @@ def network_section(
     thinning = (
         "Each column is one slot."
         if k == 1
-        else f"Each column covers {k} slots ({_duration(k * data.dt_h)}) and shows the bus's "
+        else f"Each column covers {k} slots ({duration(k * data.dt_h)}) and shows the bus's "
         "most extreme voltage in them: the maximum, unless the minimum lies relatively closer "
         "to (or beyond) the lower limit, so that a single slot outside a limit stays visible."
     )
