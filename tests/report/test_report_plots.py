@@ -55,7 +55,7 @@ def test_bin_statistics_ignore_nan_without_warnings() -> None:
 def test_hour_of_day_mean_uses_local_clock() -> None:
     grid = make_grid(dt.date(2024, 7, 1), 2, 30, "Europe/Berlin")
     values = grid.local_hour.copy()  # each slot holds its local clock time [h]
-    mean = plots.hour_of_day_mean(values, grid)
+    mean = plots.hour_of_day_mean(values, grid.local_hour)
     np.testing.assert_allclose(mean, np.arange(24) + 0.25)
 
 

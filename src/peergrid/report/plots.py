@@ -163,9 +163,14 @@ def community_total(values_kwh: FloatArray) -> FloatArray:
     return np.asarray(np.sum(values_kwh, axis=1), dtype=np.float64)
 
 
-def hour_of_day_mean(values: FloatArray, grid: SlotGrid) -> FloatArray:
-    """Mean of a (T,) array by local clock hour (0..23), giving (24,); NaN for absent hours."""
-    hour = np.floor(grid.local_hour).astype(np.int64)
+def hour_of_day_mean(values: FloatArray, local_hour: FloatArray) -> FloatArray:
+    """Mean of a (T,) array by local clock hour (0..23), giving (24,); NaN for absent hours.
+
+    Args:
+        local_hour: local clock time at each slot start [h since midnight], (T,), e.g.
+            `SlotGrid.local_hour`.
+    """
+    hour = np.floor(local_hour).astype(np.int64)
     finite = np.isfinite(values)
     total = np.bincount(hour, weights=np.where(finite, values, 0.0), minlength=24)
     count = np.bincount(hour, weights=finite.astype(np.float64), minlength=24)
@@ -613,7 +618,7 @@ def average_day_figure(grid: SlotGrid, community_kwh: Mapping[str, FloatArray]) 
         kw = np.asarray(community_kwh[key], dtype=np.float64) / grid.dt_h
         _steps(
             ax,
-            hour_of_day_mean(kw, grid),
+            hour_of_day_mean(kw, grid.local_hour),
             edges,
             label=label,
             color=COLOURS[colour],
