@@ -34,6 +34,7 @@ from matplotlib.font_manager import FontProperties, findfont, get_font
 from numpy.typing import NDArray
 
 from peergrid.metrics.kpi import participants_worse_off
+from peergrid.report.format import number_text
 from peergrid.timegrid import SlotGrid
 
 FloatArray = NDArray[np.float64]
@@ -579,7 +580,7 @@ def savings_figure(saving: FloatArray, currency: str) -> Figure:
             color="#333333",
             linewidth=1.2,
             linestyle="--",
-            label=f"Median {median:,.2f} {unit}",
+            label=f"Median {number_text(median, 'currency')} {unit}",
         )
         worse = participants_worse_off(values)  # as the summary counts them
         ax.text(
