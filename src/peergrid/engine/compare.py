@@ -87,7 +87,7 @@ class Comparison:
         return write_dir_atomically(out_dir, self._write)
 
     def _write(self, d: Path) -> None:
-        from peergrid.report.compare_html import render_comparison
+        from peergrid.report.compare_html import comparison_data, render_comparison
 
         table = self.table()
         table.to_csv(d / "kpis.csv", index=False, float_format="%.6f")
@@ -105,7 +105,10 @@ class Comparison:
             )
             res.participants.to_csv(sub / "participants.csv", index=False, float_format="%.6f")
             res.prices.to_parquet(sub / "prices.parquet", index=False)
-        (d / "compare.html").write_text(render_comparison(self), encoding="utf-8")
+        (d / "compare.html").write_text(
+            render_comparison(comparison_data(self.scenario_name, table, self.results)),
+            encoding="utf-8",
+        )
 
 
 def compare(

@@ -24,15 +24,12 @@ from peergrid.engine.loop import POOL
 from peergrid.markets.base import NetworkView
 from peergrid.network.feeder import Feeder, FloatArray, IntArray
 from peergrid.network.feeders import load_network
+from peergrid.network.kpi import feeder_kpis
 from peergrid.network.linear import LinearFeeder, linearise, loss_sensitivity
 from peergrid.network.mapping import assign_buses
 from peergrid.network.powerflow import FlowResult, PgmPowerFlow
 from peergrid.scenario.schema import NetworkSpec, Scenario
 from peergrid.timegrid import epoch_ns
-
-#: Float tolerance on limits, so a voltage of exactly v_max is not a violation [pu, %].
-V_TOL_PU = 1e-9
-LOADING_TOL_PCT = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,24 +146,17 @@ def market_view(setup: NetworkSetup, pair_fee_per_kwh: FloatArray | None) -> Net
 
 
 def network_kpis(setup: NetworkSetup, flow: FlowResult, dt_h: float) -> dict[str, Any]:
-    """Voltage, loading and loss KPIs of one run over the LV buses and rated branches."""
-    f = setup.feeder
+    """Voltage, loading and loss KPIs of one run over the LV buses and rated branches: one
+    definition and one tolerance for summary.json and the report (`network.kpi`)."""
     spec = setup.spec
-    v = flow.v_pu[:, f.lv_buses]
-    load = flow.loading_pct[:, f.monitored_branches]
-    v_bad = (v < spec.v_min_pu - V_TOL_PU) | (v > spec.v_max_pu + V_TOL_PU)
-    over = load > spec.max_loading_pct + LOADING_TOL_PCT
-    return {
-        "min_voltage_pu": round(float(v.min()), 5),
-        "max_voltage_pu": round(float(v.max()), 5),
-        "voltage_violation_slots": int(v_bad.any(axis=1).sum()),
-        "undervoltage_slots": int((v < spec.v_min_pu - V_TOL_PU).any(axis=1).sum()),
-        "overvoltage_slots": int((v > spec.v_max_pu + V_TOL_PU).any(axis=1).sum()),
-        "overload_slots": int(over.any(axis=1).sum()),
-        "max_loading_pct": round(float(load.max()), 3) if load.size else 0.0,
-        "losses_kwh": round(float(flow.losses_kw.sum() * dt_h), 4),
-        "worst_bus": str(f.bus_names[f.lv_buses[int(np.argmax(v.max(axis=0)))]]),
-    }
+    return feeder_kpis(
+        setup.feeder,
+        flow,
+        dt_h,
+        v_min_pu=spec.v_min_pu,
+        v_max_pu=spec.v_max_pu,
+        max_loading_pct=spec.max_loading_pct,
+    )
 
 
 #: Slots per row group of network.parquet: bounds the memory of writing a year.

@@ -37,7 +37,7 @@ from peergrid.markets.gate import (
     parse_gate_closure,
 )
 from peergrid.markets.registry import get_mechanism
-from peergrid.report import kpi
+from peergrid.metrics import kpi
 from peergrid.rng import child_rng
 from peergrid.scenario.resolve import resolve
 from peergrid.scenario.schema import EmsSpec, ForecastSpec, MarketSpec, Scenario
