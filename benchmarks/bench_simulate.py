@@ -23,7 +23,7 @@ TARGET_PEAK_MB = 2048.0
 
 
 def _child(days: int | None, market: str, save: str | None) -> None:
-    from peergrid import load_scenario, simulate
+    from peergrid import load_scenario, simulate, write_run
 
     t0 = time.perf_counter()
     scenario = load_scenario("suburb-100-year")
@@ -36,7 +36,7 @@ def _child(days: int | None, market: str, save: str | None) -> None:
     save_s = None
     if save:
         t1 = time.perf_counter()
-        result.save(save)
+        write_run(result, save)
         save_s = time.perf_counter() - t1
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(

@@ -108,6 +108,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from peergrid.engine.simulate import simulate
+    from peergrid.rundir import write_run
     from peergrid.scenario.load import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -138,7 +139,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             result = simulate(scenario, market=args.market, on_progress=on_progress)
     else:
         result = simulate(scenario, market=args.market)
-    path = result.save(out)
+    path = write_run(result, out)
     if not args.quiet:
         console.print(_kpi_table(result.summary))
     console.print(f"run directory: {path}")
@@ -148,13 +149,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from peergrid.engine.compare import compare
+    from peergrid.rundir import write_comparison
     from peergrid.scenario.load import load_scenario
 
     scenario = load_scenario(args.scenario)
     markets = [m.strip() for m in args.markets.split(",") if m.strip()]
     out = Path(args.out) if args.out else Path("out") / f"{scenario.name}-compare"
     comparison = compare(scenario, markets)
-    path = comparison.save(out)
+    path = write_comparison(comparison, out)
     table = Table(title=f"{scenario.name}: market designs compared")
     heads = {
         "market": "market",

@@ -23,6 +23,8 @@ from peergrid.engine.simulate import simulate
 from peergrid.network.kpi import worst_buses
 from peergrid.report import network as nw
 from peergrid.report.network import NetworkCase, NetworkReportData, network_section
+from peergrid.rundir import write_run
+from peergrid.rundir.run import _network_report
 from peergrid.scenario.load import load_scenario
 from peergrid.scenario.schema import Scenario
 
@@ -511,7 +513,7 @@ def feeder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResu
     data["time"] |= {"start": dt.date(2024, 6, 18), "days": 1}
     data["network"] |= {"envelopes": "none", "compare_unconstrained": False}
     result = simulate(Scenario.model_validate(data))
-    return result, result.save(tmp_path_factory.mktemp("feeder") / "run")
+    return result, write_run(result, tmp_path_factory.mktemp("feeder") / "run")
 
 
 def _first_number(cell: str) -> float:
@@ -545,7 +547,7 @@ def test_report_states_the_summary_figures_of_a_feeder_run(
             shown = _first_number(rows[label][column])
             assert shown == pytest.approx(case[key], abs=0.51 * 10**-digits), (label, column)
     # The arrays the report draws (float32) give the same counts through the same function.
-    data = result._network_report()
+    data = _network_report(result)
     for case, block in ((data.p2p, net), (data.baseline, net["baseline"])):
         kpis = nw.case_kpis(data, case).summary()
         for key in ("voltage_violation_slots", "undervoltage_slots", "overload_slots"):

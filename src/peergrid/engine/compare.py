@@ -8,16 +8,13 @@ with its own `summary.json` and `participants.csv`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from peergrid.engine.atomic import write_dir_atomically
 from peergrid.engine.loop import ProgressFn
-from peergrid.engine.result import SimulationResult, json_ready
+from peergrid.engine.result import SimulationResult
 from peergrid.engine.simulate import simulate
 from peergrid.errors import InputError
 from peergrid.markets.registry import get_mechanism
@@ -82,33 +79,6 @@ class Comparison:
             row["iterations_mean"] = iters.get("mean") if isinstance(iters, dict) else None
             rows.append(row)
         return pd.DataFrame(rows)
-
-    def save(self, out_dir: str | Path) -> Path:
-        return write_dir_atomically(out_dir, self._write)
-
-    def _write(self, d: Path) -> None:
-        from peergrid.report.compare_html import comparison_data, render_comparison
-
-        table = self.table()
-        table.to_csv(d / "kpis.csv", index=False, float_format="%.6f")
-        combined = {name: res.summary for name, res in self.results.items()}
-        (d / "summary.json").write_text(
-            json.dumps(json_ready({"scenario": self.scenario_name, "designs": combined}), indent=2)
-            + "\n",
-            encoding="utf-8",
-        )
-        for name, res in self.results.items():
-            sub = d / name
-            sub.mkdir()
-            (sub / "summary.json").write_text(
-                json.dumps(json_ready(res.summary), indent=2) + "\n", encoding="utf-8"
-            )
-            res.participants.to_csv(sub / "participants.csv", index=False, float_format="%.6f")
-            res.prices.to_parquet(sub / "prices.parquet", index=False)
-        (d / "compare.html").write_text(
-            render_comparison(comparison_data(self.scenario_name, table, self.results)),
-            encoding="utf-8",
-        )
 
 
 def compare(
