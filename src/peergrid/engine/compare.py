@@ -34,6 +34,9 @@ KPI_COLUMNS: tuple[tuple[str, str], ...] = (
     ("fairness_jain", "kpi.fairness_jain"),
     ("participants_worse_off", "kpi.participants_worse_off"),
     ("market_s", "timing_s.slots"),
+    ("deviation_cost", "settlement.deviation_cost"),
+    ("forecast_error_cost", "cost.forecast_error_cost"),
+    ("perfect_foresight_savings", "cost.perfect_foresight_savings"),
 )
 
 #: Extra columns when the scenario has a feeder.
@@ -78,13 +81,25 @@ class Comparison:
             iters = s.get("market_info", {}).get("iterations", {})
             row["iterations_mean"] = iters.get("mean") if isinstance(iters, dict) else None
             rows.append(row)
-        return pd.DataFrame(rows)
+        table = pd.DataFrame(rows)
+        # the ranking by community savings, with the run's forecasts and with perfect foresight
+        table["rank"] = table["savings"].rank(ascending=False, method="min").astype(int)
+        table["rank_perfect_foresight"] = (
+            table["perfect_foresight_savings"].rank(ascending=False, method="min").astype(int)
+        )
+        return table
 
 
 def compare(
-    scenario: Scenario, markets: list[str], on_progress: ProgressFn | None = None
+    scenario: Scenario,
+    markets: list[str],
+    on_progress: ProgressFn | None = None,
+    *,
+    forecast: str | None = None,
 ) -> Comparison:
-    """Simulate `scenario` under each market in `markets` (names from the registry)."""
+    """Simulate `scenario` under each market in `markets` (names from the registry), with its
+    forecaster (or `forecast`); every design also runs its perfect-foresight twin, so the
+    table ranks the designs with and without forecast error."""
     if not markets:
         raise InputError("--markets: name at least one market mechanism")
     if len(set(markets)) != len(markets):
@@ -94,7 +109,13 @@ def compare(
     results: dict[str, SimulationResult] = {}
     community = None
     for name in markets:
-        res = simulate(scenario, market=name, community=community, on_progress=on_progress)
+        res = simulate(
+            scenario,
+            market=name,
+            forecast=forecast,
+            community=community,
+            on_progress=on_progress,
+        )
         community = res.community
         results[name] = res
     return Comparison(scenario_name=scenario.name, results=results)

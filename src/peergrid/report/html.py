@@ -155,7 +155,13 @@ _HEADER_KEYS = (
     "seed",
     "runtime_s",
 )
-_SECTIONS = (("energy", "Energy"), ("cost", "Cost"), ("kpi", "Indicators"))
+_SECTIONS = (
+    ("energy", "Energy"),
+    ("cost", "Cost"),
+    ("kpi", "Indicators"),
+    ("forecast", "Forecasts at gate closure"),
+    ("settlement", "Settlement of deviations"),
+)
 
 # path -> (label, unit, meaning for newcomers)
 _KNOWN: dict[str, tuple[str, str, str]] = {
@@ -209,6 +215,65 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
         "Participants worse off",
         "count",
         "Participants paying more than without P2P trading.",
+    ),
+    "cost.perfect_foresight_total": (
+        "Total bill with perfect foresight",
+        "currency",
+        "The same market if every home had known its demand and PV exactly.",
+    ),
+    "cost.forecast_error_cost": (
+        "Cost of forecast error",
+        "currency",
+        "Total bill minus the bill with perfect foresight.",
+    ),
+    "cost.perfect_foresight_savings": (
+        "Savings with perfect foresight",
+        "currency",
+        "What the market would save against the baseline with perfect forecasts.",
+    ),
+    "forecast.method": ("Forecaster", "", "How each home's EMS forecast demand and PV."),
+    "forecast.history_days": ("History", "count", "Days of meter data before the run [d]."),
+    "forecast.demand_mae_kwh": (
+        "Demand forecast MAE",
+        "kWh",
+        "Mean absolute error per slot and household of the forecasts the bids used.",
+    ),
+    "forecast.generation_mae_kwh": (
+        "PV forecast MAE",
+        "kWh",
+        "Mean absolute error per slot and household of the PV forecasts the bids used.",
+    ),
+    "settlement.gate_closure": ("Gate closure", "", "When orders for each slot were due."),
+    "settlement.deviation_rule": (
+        "Deviation rule",
+        "",
+        "How metered − committed energy is settled.",
+    ),
+    "settlement.deviation_short_kwh": (
+        "Short deviations",
+        "kWh",
+        "Energy taken beyond, or delivered below, the commitments.",
+    ),
+    "settlement.deviation_long_kwh": (
+        "Long deviations",
+        "kWh",
+        "Energy delivered beyond, or taken below, the commitments.",
+    ),
+    "settlement.deviation_cost": ("Deviation cost", "currency", "What the deviations cost."),
+    "settlement.participants_paid": (
+        "Participants paid",
+        "currency",
+        "Everything the participants paid for energy (negative: received).",
+    ),
+    "settlement.retailer_revenue": (
+        "Retailer received",
+        "currency",
+        "What the retailer received for the energy it supplied and took.",
+    ),
+    "settlement.operator_revenue": (
+        "Operator received",
+        "currency",
+        "Market surplus and penalty spreads kept by the market operator.",
     ),
 }
 
