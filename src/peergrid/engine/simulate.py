@@ -270,6 +270,7 @@ def simulate(
             }
         )
     t_twin = time.perf_counter()
+    twin_slots = None
     if forecaster is None:
         twin_bill = participants["bill"].to_numpy()
     elif twin:
@@ -277,6 +278,7 @@ def simulate(
             scenario, market=market, forecast=PERFECT, community=community, twin=False
         )
         twin_bill = twin_result.participants["bill"].to_numpy()
+        twin_slots = twin_result.summary["timing_s"]["slots"]
     else:
         twin_bill = None
     if twin_bill is not None:
@@ -304,6 +306,8 @@ def simulate(
         "summarise": round(t_twin - t_base, 3),
         "twin": round(time.perf_counter() - t_twin, 3),
     }
+    if twin_slots is not None:
+        summary["timing_s"]["twin_slots"] = twin_slots
     if forecaster is not None:
         summary["timing_s"]["forecaster"] = {
             k: round(float(v), 3) for k, v in forecaster.timings().items()
