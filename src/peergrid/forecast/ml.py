@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'peergrid[ml]'"
 #: Base forecasts are extended in chunks of this many hours.
-_CHUNK_H = 24.0
+_CHUNK_H = 6.0
 #: Base forecasts kept in memory (older ones are recomputed if asked again).
 _CACHE_BASES = 8
 
@@ -105,10 +105,10 @@ class MlParams(ForecastParams):
         48.0, ge=1.0, le=120.0, description="leads learnt from each virtual base issue [h]"
     )
     max_train_rows: int = Field(
-        60_000, ge=1_000, le=5_000_000, description="training rows per model (subsampled)"
+        40_000, ge=1_000, le=5_000_000, description="training rows per model (subsampled)"
     )
-    n_estimators: int = Field(100, ge=1, le=5_000, description="boosting rounds")
-    learning_rate: float = Field(0.1, gt=0.0, le=1.0, description="shrinkage per round")
+    n_estimators: int = Field(60, ge=1, le=5_000, description="boosting rounds")
+    learning_rate: float = Field(0.15, gt=0.0, le=1.0, description="shrinkage per round")
     num_leaves: int = Field(31, ge=2, le=1_024, description="leaves per tree")
     min_child_samples: int = Field(50, ge=1, le=100_000, description="rows per leaf, at least")
     num_threads: int = Field(1, ge=1, le=64, description="LightGBM threads (fixed: reproducible)")
@@ -124,6 +124,20 @@ class MlParams(ForecastParams):
     pv_update_tau_h: float = Field(
         2.0, gt=0.0, le=48.0, description="e-folding lead of the PV update [h]"
     )
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingRows:
+    """What one virtual base issue contributes to training, before masking by the retrain
+    time: target rows (n,), demand features (n × P, F) and targets (n × P,), PV features and
+    targets of the daylight (row, participant) pairs and the index into `rows` of each."""
+
+    rows: IntArray
+    x_demand: FloatArray
+    y_demand: FloatArray
+    x_pv: FloatArray
+    y_pv: FloatArray
+    pv_row: IntArray
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,6 +203,7 @@ class GradientBoosting:
         self._prep: Prepared = prepare(data, daylight_frac=params.daylight_frac, k_last=k_last)
         self._pv_cols: IntArray = np.flatnonzero(self._prep.has_pv).astype(np.int64)
         self._models: dict[int, Models] = {}
+        self._train_cache: OrderedDict[int, TrainingRows] = OrderedDict()
         self._bases: OrderedDict[int, tuple[FloatArray, FloatArray]] = OrderedDict()
         self._chunk = max(1, round(_CHUNK_H / data.dt_h))
         self._window = max(1, round(params.update_window_h / data.dt_h))
@@ -232,33 +247,55 @@ class GradientBoosting:
             self._models[tau] = models
             return models
         t0 = time.perf_counter()
-        horizon = max(1, round(p.train_horizon_h / d.dt_h))
         xd, yd, xp, yp = [], [], [], []
         for b in bases.tolist():
-            rows = np.arange(b, min(b + horizon, tau), dtype=np.int64)
-            x, level = demand_features(d, self._prep, b, rows)
-            xd.append(x)
-            yd.append((d.demand_kwh[rows] / level[None, :]).ravel())
-            if self._pv_cols.size:
-                cols = self._pv_cols
-                xpv = pv_features(d, self._prep, b, rows, cols)
-                day = self._prep.daylight[np.ix_(rows, cols)].ravel()
-                xp.append(xpv[day])
-                yp.append(self._prep.k_obs[np.ix_(rows, cols)].ravel()[day])
+            sample = self._training_rows(b)
+            keep = sample.rows < tau  # targets observed by the retrain time only
+            xd.append(sample.x_demand[np.repeat(keep, d.n_participants)])
+            yd.append(sample.y_demand[np.repeat(keep, d.n_participants)])
+            keep_pv = keep[sample.pv_row]
+            xp.append(sample.x_pv[keep_pv])
+            yp.append(sample.y_pv[keep_pv])
         t1 = time.perf_counter()
         rng = np.random.default_rng(np.random.SeedSequence([self._seed, tau]))
         demand = self._fit(np.concatenate(xd), np.concatenate(yd), DEMAND_FEATURES, rng)
-        pv = (
-            self._fit(np.concatenate(xp), np.concatenate(yp), PV_FEATURES, rng)
-            if xp and sum(len(y) for y in yp) > 0
-            else None
-        )
+        n_pv = sum(len(y) for y in yp)
+        pv = self._fit(np.concatenate(xp), np.concatenate(yp), PV_FEATURES, rng) if n_pv else None
         t2 = time.perf_counter()
         self._clock["features_s"] += t1 - t0
         self._clock["train_s"] += t2 - t1
         models = Models(demand, pv)
         self._models[tau] = models
         return models
+
+    def _training_rows(self, b: int) -> TrainingRows:
+        """Features and targets of virtual base issue b over `train_horizon_h`, cached: a
+        base issue serves several retrains (each keeps only the targets before its time)."""
+        cached = self._train_cache.get(b)
+        if cached is not None:
+            return cached
+        d, prep = self._data, self._prep
+        horizon = max(1, round(self._params.train_horizon_h / d.dt_h))
+        rows = np.arange(b, min(b + horizon, d.n_rows), dtype=np.int64)
+        x, level = demand_features(d, prep, b, rows)
+        y = (d.demand_kwh[rows] / level[None, :]).ravel()
+        cols = self._pv_cols
+        if cols.size:
+            day = prep.daylight[np.ix_(rows, cols)]
+            x_pv = pv_features(d, prep, b, rows, cols)[day.ravel()]
+            y_pv = prep.k_obs[np.ix_(rows, cols)][day]
+            pv_row = np.nonzero(day)[0].astype(np.int64)
+        else:
+            x_pv = np.zeros((0, len(PV_FEATURES)))
+            y_pv = np.zeros(0)
+            pv_row = np.zeros(0, dtype=np.int64)
+        sample = TrainingRows(rows, x, y, x_pv, y_pv, pv_row)
+        self._train_cache[b] = sample
+        # a retrain looks back `train_days` base issues: older ones will not be asked again
+        # by later retrains (retrains are met in order in a run; out of order, recomputed)
+        while len(self._train_cache) > self._params.train_days + self._params.retrain_days:
+            self._train_cache.popitem(last=False)
+        return sample
 
     def _fit(
         self, x: FloatArray, y: FloatArray, names: tuple[str, ...], rng: np.random.Generator
@@ -335,12 +372,18 @@ class GradientBoosting:
 
     # ---- issue ----------------------------------------------------------------------------
 
-    def _recent_error(self, ig: int) -> tuple[FloatArray, FloatArray]:
+    def _recent_error(
+        self, ig: int, ib: int, dem: FloatArray, pv: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """Mean demand error [kWh] and PV clear-sky-index error [-] of the operational base
-        forecasts over the update window before row ig, (P,) each (0 where unknown)."""
-        d, prep = self._data, self._prep
-        p = d.n_participants
-        rows = np.arange(max(ig - self._window, 0), ig, dtype=np.int64)
+        forecasts over the update window before row ig, (P,) each (0 where unknown); `dem`
+        and `pv` are the base forecasts of the latest base issue ib <= ig."""
+        p = self._data.n_participants
+        lo = max(ig - self._window, 0)
+        if lo >= ib:  # the common case: one base issue covers the whole window
+            r = np.arange(lo, ig, dtype=np.int64)
+            return self._errors(r, dem[r - ib], pv[r - ib])
+        rows = np.arange(lo, ig, dtype=np.int64)
         fc_dem = np.full((rows.size, p), np.nan)
         fc_pv = np.full((rows.size, p), np.nan)
         owner = np.searchsorted(self._base_rows, rows, side="right") - 1
@@ -355,11 +398,17 @@ class GradientBoosting:
         known = ~np.isnan(fc_dem[:, 0]) if rows.size else np.zeros(0, dtype=bool)
         if not known.any():
             return np.zeros(p), np.zeros(p)
-        r = rows[known]
-        e_dem = np.mean(d.demand_kwh[r] - fc_dem[known], axis=0)
-        clear = d.pv_clearsky_kwh[r] * prep.daylight[r]
-        den = clear.sum(axis=0)
-        num = ((d.pv_kwh[r] - fc_pv[known]) * prep.daylight[r]).sum(axis=0)
+        return self._errors(rows[known], fc_dem[known], fc_pv[known])
+
+    def _errors(
+        self, rows: IntArray, fc_dem: FloatArray, fc_pv: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Mean demand error and PV clear-sky-index error over observed `rows`, (P,) each."""
+        d, prep = self._data, self._prep
+        e_dem = np.mean(d.demand_kwh[rows] - fc_dem, axis=0)
+        day = prep.daylight[rows]
+        den = (d.pv_clearsky_kwh[rows] * day).sum(axis=0)
+        num = ((d.pv_kwh[rows] - fc_pv) * day).sum(axis=0)
         e_k = np.where(den > 0.0, num / np.where(den > 0.0, den, 1.0), 0.0)
         return np.asarray(e_dem, np.float64), np.asarray(e_k, np.float64)
 
@@ -381,7 +430,7 @@ class GradientBoosting:
         dem, pv = self._base_forecast(j, int(rows[-1]) + 1)
         demand = dem[rows - ib]
         pv_fc = pv[rows - ib]
-        e_dem, e_k = self._recent_error(ig)
+        e_dem, e_k = self._recent_error(ig, ib, dem, pv)
         steps = (rows - ig + 1).astype(np.float64) * d.dt_h
         w_dem = np.exp(-steps / p.demand_update_tau_h)[:, None]
         w_pv = np.exp(-steps / p.pv_update_tau_h)[:, None]
