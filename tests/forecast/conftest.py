@@ -29,8 +29,12 @@ ML_SMALL = {
 
 
 def small_data(
-    *, days_history: int = 10, days_run: int = 4, start: dt.date = dt.date(2024, 3, 22),
-    seed: int = 0, slot_minutes: int = 15,
+    *,
+    days_history: int = 10,
+    days_run: int = 4,
+    start: dt.date = dt.date(2024, 3, 22),
+    seed: int = 0,
+    slot_minutes: int = 15,
 ) -> ForecastData:
     """Three households (one without PV), synthetic demand with a daily shape and noise, PV as
     a random clear-sky index times clear-sky PV; the grid spans the spring clock change."""
@@ -55,8 +59,7 @@ def small_data(
         n_history=int(grid.day_first_slot[days_history]),
         demand_kwh=demand,
         pv_kwh=pv_clear * k[:, None],
-        temp_out_c=10.0 + 5.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0)
-        + rng.standard_normal(n),
+        temp_out_c=10.0 + 5.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0) + rng.standard_normal(n),
         ghi_w_m2=clear.ghi_w_m2 * k,
         latitude=LAT,
         longitude=LON,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peergrid.forecast.base import FloatArray
+from peergrid.forecast.base import FloatArray, ForecastData
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,3 +105,32 @@ def skill(forecast: ErrorMetrics, reference: ErrorMetrics) -> Skill:
         pooled=float(skill_score(forecast.mean_rmse_kwh, reference.mean_rmse_kwh)),
         community=float(skill_score(forecast.community_rmse_kwh, reference.community_rmse_kwh)),
     )
+
+
+def ghi_day_ahead_rrmse(data: ForecastData, *, lead_h: tuple[float, float] = (24.0, 48.0)) -> float:
+    """Relative RMSE of the weather archive's hourly GHI over the run [-].
+
+    Every run is scored on its leads in [lead_h[0], lead_h[1]) (default 24–48 h: the day
+    ahead) that fall inside the run: hour means over whole UTC hours (runs start on whole UTC
+    hours), daylight hours only (clear-sky GHI > 0), the RMSE over all runs and hours divided by
+    the mean observed GHI of the same hours, as Perez et al. (2013) normalise.
+    """
+    wf = data.weather
+    per_hour = round(1.0 / data.dt_h)
+    lo, hi = round(lead_h[0] / data.dt_h), round(lead_h[1] / data.dt_h)
+    n_h = (hi - lo) // per_hour
+    leads = lo + np.arange(n_h * per_hour)
+    rows = wf.run_slot[:, None] + data.n_history + leads[None, :]
+    inside = (rows >= data.n_history) & (rows < data.n_rows)
+    whole = inside.reshape(-1, n_h, per_hour).all(axis=2)
+    rc = np.clip(rows, 0, data.n_rows - 1)
+
+    def hours(x: FloatArray) -> FloatArray:
+        return np.asarray(x.reshape(-1, n_h, per_hour).mean(axis=2), dtype=np.float64)
+
+    fc = hours(np.where(inside, wf.ghi_w_m2[:, lo : lo + n_h * per_hour], 0.0))
+    obs, clear = hours(data.ghi_w_m2[rc]), hours(data.ghi_clearsky_w_m2[rc])
+    ok = whole & (clear > 0.0) & np.isfinite(fc)
+    if not ok.any():
+        return float("nan")
+    return float(np.sqrt(np.mean((fc[ok] - obs[ok]) ** 2)) / np.mean(obs[ok]))

@@ -122,7 +122,7 @@ class MlParams(ForecastParams):
         1.0, gt=0.0, le=48.0, description="e-folding lead of the demand update [h]"
     )
     pv_update_tau_h: float = Field(
-        2.0, gt=0.0, le=48.0, description="e-folding lead of the PV update [h]"
+        6.0, gt=0.0, le=48.0, description="e-folding lead of the PV update [h]"
     )
 
 
