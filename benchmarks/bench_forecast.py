@@ -196,10 +196,13 @@ def report(fig: dict[str, Any]) -> None:
     for r in fig["results"]:
         if r["method"] == "ml":
             t = r["timings"]
+            # what is left of the issue time once base forecasts exist: the gate update
+            update_s = t["issue_s"] - t["train_s"] - t["features_s"] - t["predict_s"]
             print(
                 f"  ml {r['regime']:10s}: train {t['train_s']:.1f} s (target ≤ "
                 f"{TARGET_TRAIN_S:.0f} s), features {t['features_s']:.1f} s, predict "
-                f"{t['predict_s']:.1f} s, {t['models']:.0f} models, "
+                f"{t['predict_s']:.1f} s, gate updates {update_s / r['issues'] * 1e6:.0f} µs per "
+                f"issue (target ≤ {TARGET_ISSUE_US:.0f}), {t['models']:.0f} models, "
                 f"{t['fallback_issues']:.0f} fallback issues"
             )
     print(f"  peak memory {fig['peak_rss_mb']:.0f} MB")

@@ -208,6 +208,9 @@ class GradientBoosting:
         self._chunk = max(1, round(_CHUNK_H / data.dt_h))
         self._window = max(1, round(params.update_window_h / data.dt_h))
         self._fallback_issues = 0
+        steps = np.arange(1, data.n_rows + 1, dtype=np.float64) * data.dt_h
+        self._decay_dem = np.exp(-steps / params.demand_update_tau_h)
+        self._decay_pv = np.exp(-steps / params.pv_update_tau_h)
         self._clock: dict[str, float] = {
             "features_s": 0.0, "train_s": 0.0, "predict_s": 0.0, "issue_s": 0.0,
         }  # fmt: skip
@@ -381,8 +384,7 @@ class GradientBoosting:
         p = self._data.n_participants
         lo = max(ig - self._window, 0)
         if lo >= ib:  # the common case: one base issue covers the whole window
-            r = np.arange(lo, ig, dtype=np.int64)
-            return self._errors(r, dem[r - ib], pv[r - ib])
+            return self._errors(lo, ig, dem[lo - ib : ig - ib], pv[lo - ib : ig - ib])
         rows = np.arange(lo, ig, dtype=np.int64)
         fc_dem = np.full((rows.size, p), np.nan)
         fc_pv = np.full((rows.size, p), np.nan)
@@ -396,46 +398,46 @@ class GradientBoosting:
             fc_dem[sel] = dem[rows[sel] - ib]
             fc_pv[sel] = pv[rows[sel] - ib]
         known = ~np.isnan(fc_dem[:, 0]) if rows.size else np.zeros(0, dtype=bool)
-        if not known.any():
+        if not known.all():  # a base issue without a model: no update
             return np.zeros(p), np.zeros(p)
-        return self._errors(rows[known], fc_dem[known], fc_pv[known])
+        return self._errors(int(rows[0]), ig, fc_dem, fc_pv)
 
     def _errors(
-        self, rows: IntArray, fc_dem: FloatArray, fc_pv: FloatArray
+        self, lo: int, hi: int, fc_dem: FloatArray, fc_pv: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """Mean demand error and PV clear-sky-index error over observed `rows`, (P,) each."""
+        """Mean demand error and PV clear-sky-index error over the observed rows [lo, hi),
+        (P,) each, given the forecasts of those rows."""
         d, prep = self._data, self._prep
-        e_dem = np.mean(d.demand_kwh[rows] - fc_dem, axis=0)
-        day = prep.daylight[rows]
-        den = (d.pv_clearsky_kwh[rows] * day).sum(axis=0)
-        num = ((d.pv_kwh[rows] - fc_pv) * day).sum(axis=0)
+        e_dem = (d.demand_kwh[lo:hi] - fc_dem).sum(axis=0) / (hi - lo)
+        day = prep.daylight[lo:hi]
+        den = (d.pv_clearsky_kwh[lo:hi] * day).sum(axis=0)
+        num = ((d.pv_kwh[lo:hi] - fc_pv) * day).sum(axis=0)
         e_k = np.where(den > 0.0, num / np.where(den > 0.0, den, 1.0), 0.0)
         return np.asarray(e_dem, np.float64), np.asarray(e_k, np.float64)
 
     def issue(self, issue_slot: int, first_slot: int, n_slots: int) -> Issued:
         t0 = time.perf_counter()
-        d, p = self._data, self._params
+        d = self._data
         check_request(d, issue_slot, first_slot, n_slots)
         ig = d.row(issue_slot)
-        rows = target_rows(d, first_slot, n_slots)
         temp = weather_temperature(d, issue_slot, first_slot, n_slots)
         j = self._base_of(ig)
         if not self._has_model(j):
             self._fallback_issues += 1
-            src = seasonal_naive_rows(d.prev_day, rows, ig)
+            src = seasonal_naive_rows(d.prev_day, target_rows(d, first_slot, n_slots), ig)
             out = Issued(issue_slot, first_slot, d.demand_kwh[src], d.pv_kwh[src], temp)
             self._clock["issue_s"] += time.perf_counter() - t0
             return out
         ib = int(self._base_rows[j])
-        dem, pv = self._base_forecast(j, int(rows[-1]) + 1)
-        demand = dem[rows - ib]
-        pv_fc = pv[rows - ib]
+        a, b = d.row(first_slot), d.row(first_slot) + n_slots
+        dem, pv = self._base_forecast(j, b)
         e_dem, e_k = self._recent_error(ig, ib, dem, pv)
-        steps = (rows - ig + 1).astype(np.float64) * d.dt_h
-        w_dem = np.exp(-steps / p.demand_update_tau_h)[:, None]
-        w_pv = np.exp(-steps / p.pv_update_tau_h)[:, None]
-        demand = np.maximum(demand + w_dem * e_dem[None, :], 0.0)
-        pv_fc = np.maximum(pv_fc + w_pv * e_k[None, :] * d.pv_clearsky_kwh[rows], 0.0)
+        # decay of the update with lead: weight exp(−(t − g + 1)·Δt / τ), tabulated once
+        w_dem = self._decay_dem[a - ig : b - ig, None]
+        w_pv = self._decay_pv[a - ig : b - ig, None]
+        demand = np.maximum(dem[a - ib : b - ib] + w_dem * e_dem, 0.0)
+        pv_fc = pv[a - ib : b - ib] + (w_pv * e_k) * d.pv_clearsky_kwh[a:b]
+        np.maximum(pv_fc, 0.0, out=pv_fc)
         self._clock["issue_s"] += time.perf_counter() - t0
         return Issued(issue_slot, first_slot, demand, pv_fc, temp)
 
