@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from peergrid.data.weather_forecast import WeatherForecasts
@@ -50,7 +50,7 @@ def _future_changed(data: ForecastData, g: int, seed: int) -> ForecastData:
 
 
 @settings(
-    max_examples=30,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -62,6 +62,9 @@ def _future_changed(data: ForecastData, g: int, seed: int) -> ForecastData:
     n=st.integers(min_value=1, max_value=100),
     seed=st.integers(min_value=0, max_value=2**16),
 )
+# ml with trained models (the first serves 12:00 on run day 1, slot 144), a day-ahead-like ask
+@example(name="ml", g=230, back=40, ahead=30, n=100, seed=1)
+@example(name="ml", g=150, back=0, ahead=4, n=97, seed=2)
 def test_forecasts_issued_by_g_ignore_everything_from_g_on(
     name: str, g: int, back: int, ahead: int, n: int, seed: int
 ) -> None:
@@ -71,6 +74,9 @@ def test_forecasts_issued_by_g_ignore_everything_from_g_on(
     changed = _future_changed(DATA, g, seed)
     a = make_forecaster(name, _params(name), DATA, seed=1)
     b = make_forecaster(name, _params(name), changed, seed=1)
+    if name == "ml" and issue >= 144 + 4:  # the examples above: a model, not the fallback
+        a.issue(issue, issue, 1)
+        assert a.timings()["models"] >= 1.0 and a.timings()["fallback_issues"] == 0.0
     for i in (issue, g):
         fa = a.issue(i, max(first, i), min(n, DATA.n_slots - max(first, i)))
         fb = b.issue(i, max(first, i), min(n, DATA.n_slots - max(first, i)))

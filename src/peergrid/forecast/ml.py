@@ -435,8 +435,13 @@ class GradientBoosting:
         # decay of the update with lead: weight exp(−(t − g + 1)·Δt / τ), tabulated once
         w_dem = self._decay_dem[a - ig : b - ig, None]
         w_pv = self._decay_pv[a - ig : b - ig, None]
-        demand = np.maximum(dem[a - ib : b - ib] + w_dem * e_dem, 0.0)
-        pv_fc = pv[a - ib : b - ib] + (w_pv * e_k) * d.pv_clearsky_kwh[a:b]
+        # in place on fresh arrays: few allocations, this runs 35,000 times a simulated year
+        demand = np.multiply(w_dem, e_dem)
+        demand += dem[a - ib : b - ib]
+        np.maximum(demand, 0.0, out=demand)
+        pv_fc = np.multiply(w_pv, e_k)
+        pv_fc *= d.pv_clearsky_kwh[a:b]
+        pv_fc += pv[a - ib : b - ib]
         np.maximum(pv_fc, 0.0, out=pv_fc)
         self._clock["issue_s"] += time.perf_counter() - t0
         return Issued(issue_slot, first_slot, demand, pv_fc, temp)
