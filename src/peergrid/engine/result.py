@@ -51,7 +51,8 @@ class SimulationResult:
     def market_series(self, name: str) -> np.ndarray:
         """One per-slot series as a (T,) array (`engine.series.SERIES`)."""
         if name == "p2p_traded_kwh":
-            return self.recorded.series["p2p_bought_kwh"].sum(axis=1)
+            traded: np.ndarray = self.recorded.series["p2p_bought_kwh"].sum(axis=1)
+            return traded
         return self.recorded.market[name]
 
     @cached_property
@@ -62,7 +63,8 @@ class SimulationResult:
         columns: dict[str, Any] = {
             "slot_start": np.repeat(self.community.grid.starts_utc, n_p),
             "participant": pd.Categorical.from_codes(
-                np.tile(np.arange(n_p, dtype=np.int32), n_t), categories=list(names)
+                np.tile(np.arange(n_p, dtype=np.int32), n_t),  # type: ignore[arg-type]
+                categories=pd.Index(list(names)),
             ),
         }
         for name in TIMESERIES_COLUMNS:

@@ -333,7 +333,7 @@ def _forecast_block(
 ) -> None:
     """summary["forecast"] and per-participant forecast errors: MAE, RMSE, bias of the
     forecasts the bids used, and their skill against persistence at the same gates."""
-    from peergrid.forecast.metrics import forecast_errors
+    from peergrid.forecast.metrics import error_metrics, skill
 
     actual_d = community.profiles.base_demand_kwh
     actual_g = community.profiles.pv_kwh
@@ -345,19 +345,24 @@ def _forecast_block(
         "params": dict(spec.params),
         "history_days": spec.history_days,
     }
+    skills: dict[str, float | None] = {}
     for label, fc, actual, ref in (
         ("demand", fc_d, actual_d, None if reference is None else reference[0]),
         ("generation", fc_g, actual_g, None if reference is None else reference[1]),
     ):
-        e = forecast_errors(fc, actual, ref)
-        block[f"{label}_mae_kwh"] = round(float(e.mae_kwh), 6)
-        block[f"{label}_rmse_kwh"] = round(float(e.rmse_kwh), 6)
-        block[f"{label}_bias_kwh"] = round(float(e.bias_kwh), 6)
-        block[f"community_{label}_rmse_kwh"] = round(float(e.community_rmse_kwh), 6)
-        block.setdefault("skill_vs_persistence", {})[label] = (
-            1.0 if forecaster is None else _round_or_none(e.skill)
-        )
-        participants[f"forecast_{label}_mae_kwh"] = e.participant_mae_kwh
+        e = error_metrics(fc, actual)
+        block[f"{label}_mae_kwh"] = round(e.mean_mae_kwh, 6)
+        block[f"{label}_rmse_kwh"] = round(e.mean_rmse_kwh, 6)
+        block[f"{label}_bias_kwh"] = round(float(np.mean(e.bias_kwh)), 6)
+        block[f"community_{label}_rmse_kwh"] = round(e.community_rmse_kwh, 6)
+        if ref is None:
+            skills[label] = 1.0
+        else:
+            s = skill(e, error_metrics(ref, actual))
+            skills[label] = _round_or_none(s.pooled)
+            block[f"community_{label}_skill"] = _round_or_none(s.community)
+        participants[f"forecast_{label}_mae_kwh"] = e.mae_kwh
+    block["skill_vs_persistence"] = skills
     summary["forecast"] = block
 
 
