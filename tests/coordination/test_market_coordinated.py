@@ -85,8 +85,9 @@ def test_registered_with_its_allocation_rule() -> None:
 
 
 def test_end_to_end_with_the_coordinated_ems() -> None:
-    """The engine runs the coordinated EMS and market on the demo community: the pool trades at
-    the internal price, which stays within [feed-in, retail], and money balances."""
+    """The engine runs the coordinated EMS and market on the demo community with perfect
+    forecasts: the pool trades at the internal price, which stays within [feed-in, retail],
+    money balances and nobody is worse off."""
     from peergrid import load_scenario, simulate
     from peergrid.scenario.schema import EmsSpec
 
@@ -97,7 +98,7 @@ def test_end_to_end_with_the_coordinated_ems() -> None:
             "ems": EmsSpec(policy="coordinated", params={}),
         }
     )
-    result = simulate(scenario, market="coordinated")
+    result = simulate(scenario, market="coordinated", forecast="perfect")
     summary = result.summary
     assert (summary["ems"], summary["market"]) == ("coordinated", "coordinated")
     assert summary["cost"]["operator_surplus"] == pytest.approx(0.0, abs=1e-9)

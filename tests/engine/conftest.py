@@ -21,7 +21,12 @@ def small_scenario(
     start: dt.date = dt.date(2024, 5, 20),
     tou: bool = False,
     weather: str = "dwd-try-2010:4",
+    forecast: str = "perfect",
+    gate_closure: str | None = None,
 ) -> Scenario:
+    """A small community; with `perfect` forecasts by default, so that the market's own
+    properties (parts 1–3) are tested apart from forecast error (test_lifecycle.py tests
+    delivery under forecast error)."""
     participants: list[dict[str, Any]] = []
     for i in range(n):
         p: dict[str, Any] = {"name": f"h{i}", "demand": {"annual_kwh": 2500 + 300 * i}}
@@ -57,7 +62,8 @@ def small_scenario(
             },
             "location": {"weather": weather},
             "tariff": tariff,
-            "market": {"mechanism": market},
+            "market": {"mechanism": market, "gate_closure": gate_closure},
+            "forecast": {"method": forecast},
             "ems": {"policy": ems},
             "participants": participants,
         }
@@ -111,7 +117,15 @@ def random_scenarios(draw: st.DrawFn) -> Scenario:
                 "retail_per_kwh": retail,
                 "feed_in_per_kwh": retail * draw(st.floats(0.0, 0.9)),
             },
-            "market": {"mechanism": draw(st.sampled_from(["sdr", "uniform"]))},
+            "market": {
+                "mechanism": draw(st.sampled_from(["sdr", "uniform"])),
+                "gate_closure": draw(
+                    st.sampled_from(["intraday 0", "intraday 4", "day-ahead 12:00"])
+                ),
+            },
+            "forecast": {
+                "method": draw(st.sampled_from(["perfect", "persistence", "seasonal-naive"]))
+            },
             "ems": {"policy": draw(st.sampled_from(["self-consumption", "price-aware"]))},
             "participants": participants,
         }

@@ -147,7 +147,8 @@ def _jobs(parts: list[ParticipantSpec], grid: SlotGrid, seed: int) -> ShiftableJ
     )
 
 
-def _site(scenario: Scenario) -> tuple[float, float, float]:
+def site_of(scenario: Scenario) -> tuple[float, float, float]:
+    """The (latitude, longitude, altitude_m) of a resolved scenario."""
     loc = scenario.location
     lat, lon, alt = loc.latitude, loc.longitude, loc.altitude_m
     if lat is None or lon is None or alt is None:
@@ -155,7 +156,8 @@ def _site(scenario: Scenario) -> tuple[float, float, float]:
     return lat, lon, alt
 
 
-def _pv_arrays(parts: list[ParticipantSpec]) -> dict[str, FloatArray]:
+def pv_arrays_of(parts: list[ParticipantSpec]) -> dict[str, FloatArray]:
+    """kwp, tilt_deg and azimuth_deg of every participant's PV (0 kWp without PV), (P,)."""
     return {
         "kwp": _arr([p.pv.kwp if p.pv else 0.0 for p in parts]),
         "tilt_deg": _arr([p.pv.tilt_deg if p.pv else 30.0 for p in parts]),
@@ -169,7 +171,7 @@ def _demand_and_pv(
     """Synthetic base demand and PV (T, P) [kWh] on `grid`; `purpose` names the random stream
     of the demand model ("demand" for the run, "demand-history" before it)."""
     parts = scenario.participants
-    lat, lon, alt = _site(scenario)
+    lat, lon, alt = site_of(scenario)
     demand = household_demand_kwh(
         grid,
         child_rng(scenario.seed, purpose),
@@ -181,7 +183,7 @@ def _demand_and_pv(
         include_shiftable=np.asarray([not p.shiftable for p in parts], dtype=bool),
         latitude_deg=lat,
     )
-    arrays = _pv_arrays(parts)
+    arrays = pv_arrays_of(parts)
     pv = pv_generation_kwh(
         grid,
         weather,
@@ -221,7 +223,7 @@ def build_history(scenario: Scenario, days: int, meter_names: list[str]) -> Hist
     `meter_names` are the participants whose run data come from a meter file."""
     t = scenario.time
     grid = make_grid(t.start - dt.timedelta(days=days), days, t.slot_minutes, t.timezone)
-    lat, lon, alt = _site(scenario)
+    lat, lon, alt = site_of(scenario)
     weather = load_weather(grid, scenario.location.weather, lat, lon, alt, scenario.seed)
     demand, pv = _demand_and_pv(scenario, grid, weather, "demand-history")
     return History(grid, demand, pv, weather, list(meter_names))
@@ -234,7 +236,7 @@ def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
     parts = scenario.participants
     names = [p.name for p in parts]
     n = len(parts)
-    lat, lon, alt = _site(scenario)
+    lat, lon, alt = site_of(scenario)
     weather = load_weather(grid, scenario.location.weather, lat, lon, alt, scenario.seed)
     demand, pv = _demand_and_pv(scenario, grid, weather, "demand")
     has_ev = np.asarray([p.ev is not None for p in parts], dtype=bool)

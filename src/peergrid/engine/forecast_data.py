@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 
 from peergrid.data.weather_forecast import WeatherForecastParams
-from peergrid.engine.community import Community, History, _pv_arrays, _site
+from peergrid.engine.community import Community, History, pv_arrays_of, site_of
 from peergrid.forecast.base import ForecastData
 from peergrid.forecast.data import assemble_forecast_data
 from peergrid.timegrid import make_grid
@@ -42,8 +42,8 @@ def forecast_data_of(
     n_hist = hist.n_slots
     if not grid.starts_utc[n_hist:].equals(run.starts_utc):  # pragma: no cover - make_grid's
         raise ValueError("the extended grid's tail differs from the run's grid")
-    lat, lon, alt = _site(community.scenario)
-    pv_arrays = _pv_arrays(community.scenario.participants)
+    lat, lon, alt = site_of(community.scenario)
+    pv_arrays = pv_arrays_of(community.scenario.participants)
     profiles = community.profiles
     return assemble_forecast_data(
         grid=grid,

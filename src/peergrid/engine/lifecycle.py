@@ -151,13 +151,34 @@ def _window(f: Forecast, k: int, n: int) -> Forecast:
     )
 
 
-def anchored(runtime: EmsRuntime[S], clip: Constants | None = None) -> S:
-    """The plan state re-anchored to the measured state: the difference between what was
-    measured at the start of `next_delivery` and what the plan assumed there is carried to
-    the plan's end (clipped to the assets' limits when `clip` is given). Exactly the
-    measured state when nothing is pending."""
+def _shifted(state: PhysicalState, offset: PhysicalState, clip: Constants | None) -> PhysicalState:
+    """`state` + `offset` where the offset is not zero, clipped to the assets' limits."""
+    out = []
+    for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
+        d = getattr(offset, name)
+        value = getattr(state, name)
+        if np.count_nonzero(d):
+            value = np.where(d != 0.0, value + d, value)
+        out.append(value)
+    bat, car, temp = out
+    if clip is not None:
+        bat = np.clip(bat, clip.bat_soc_min_kwh, np.maximum(clip.bat_soc_max_kwh, 0.0))
+        car = np.clip(car, 0.0, clip.ev_capacity_kwh)
+    return PhysicalState(bat, car, temp)
+
+
+def reanchored(runtime: EmsRuntime[S], clip: Constants | None = None) -> EmsRuntime[S]:
+    """The runtime with its plan re-anchored to the measured state.
+
+    The difference δ between what was measured at the start of `next_delivery` and what the
+    plan assumed there is new information: the plan's future states (the start and end states
+    of the pending slots and the plan state at its end) are shifted by δ (clipped to the assets'
+    limits when `clip` is given), so the next gate plans from where the assets will really be
+    and a later gate sees only the error that arose since — a deficit is corrected once, not
+    once per pending slot. Exactly the measured state when nothing is pending; unchanged when
+    delivery went exactly as planned."""
     if not runtime.pending:
-        return runtime.plan.with_physical(runtime.physical)
+        return replace_plan(runtime, runtime.plan.with_physical(runtime.physical), ())
     assumed = runtime.pending[0].start
     measured = runtime.physical
     if (
@@ -165,22 +186,46 @@ def anchored(runtime: EmsRuntime[S], clip: Constants | None = None) -> S:
         and measured.ev_soc_kwh is assumed.ev_soc_kwh
         and measured.indoor_temp_c is assumed.indoor_temp_c
     ):
-        return runtime.plan  # delivered exactly as planned (the same arrays)
-    plan = physical_of(runtime.plan)
-    fields = []
-    for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
-        offset = getattr(measured, name) - getattr(assumed, name)
-        value = getattr(plan, name)
-        if np.count_nonzero(offset):
-            value = np.where(offset != 0.0, value + offset, value)
-        fields.append(value)
-    bat, car, temp = fields
-    if clip is not None:
-        bat = np.clip(bat, clip.bat_soc_min_kwh, np.maximum(clip.bat_soc_max_kwh, 0.0))
-        car = np.clip(car, 0.0, clip.ev_capacity_kwh)
-    if bat is plan.battery_soc_kwh and car is plan.ev_soc_kwh and temp is plan.indoor_temp_c:
-        return runtime.plan
-    return runtime.plan.with_physical(PhysicalState(bat, car, temp))
+        return runtime  # delivered exactly as planned (the same arrays)
+    offset = PhysicalState(
+        measured.battery_soc_kwh - assumed.battery_soc_kwh,
+        measured.ev_soc_kwh - assumed.ev_soc_kwh,
+        measured.indoor_temp_c - assumed.indoor_temp_c,
+    )
+    if not (
+        np.count_nonzero(offset.battery_soc_kwh)
+        or np.count_nonzero(offset.ev_soc_kwh)
+        or np.count_nonzero(offset.indoor_temp_c)
+    ):
+        return runtime
+    pending = tuple(
+        PlannedSlot(
+            dispatch=p.dispatch,
+            start=measured if k == 0 else _shifted(p.start, offset, clip),
+            end=_shifted(p.end, offset, clip),
+            base_demand_kwh=p.base_demand_kwh,
+            pv_kwh=p.pv_kwh,
+            temp_out_c=p.temp_out_c,
+            ev_trip_kwh=p.ev_trip_kwh,
+        )
+        for k, p in enumerate(runtime.pending)
+    )
+    plan = runtime.plan.with_physical(_shifted(physical_of(runtime.plan), offset, clip))
+    return replace_plan(runtime, plan, pending)
+
+
+def replace_plan(
+    runtime: EmsRuntime[S], plan: S, pending: tuple[PlannedSlot, ...] | None
+) -> EmsRuntime[S]:
+    """The runtime with another plan state (and pending plans, unless None)."""
+    return EmsRuntime(
+        plan=plan,
+        planned_until=runtime.planned_until,
+        pending=runtime.pending if pending is None else pending,
+        physical=runtime.physical,
+        next_delivery=runtime.next_delivery,
+        trip_estimate_kwh=runtime.trip_estimate_kwh,
+    )
 
 
 def bid(
@@ -202,7 +247,8 @@ def bid(
             f"slot to plan is {runtime.planned_until}"
         )
     f = gate.forecast
-    state = anchored(runtime, clip)
+    runtime = reanchored(runtime, clip)
+    state = runtime.plan
     zeros = np.zeros(assets.n_participants)
     books: list[OrderBook] = []
     plans: list[PlannedSlot] = []

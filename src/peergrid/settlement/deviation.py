@@ -1,27 +1,34 @@
 """Settling deviations: metered − committed energy, by the market's deviation rule.
 
-A participant's deviation in a slot is d = metered net − committed net [kWh] (export positive):
-d < 0 means it delivered less or took more than it committed (short), d > 0 the opposite
-(long). Three rules (`../shared/reference/settlement.md`; Zhang et al. 2018's Elecbay settles
-failed promises with suppliers at less favourable prices and may penalise them):
+A participant's commitment c (the net of its orders, export positive) splits at gate closure
+into its fills in the community f (sold − bought, firm, at the market's prices) and a schedule
+with the retailer r = c − f. Delivery meters m; the deviation is d = m − c (d < 0: short, it
+delivered less or took more than committed; d > 0: long). The retailer meets what reaches the
+meter beyond the fills, x = m − f = r + d, per meter as households' supply contracts do: the
+deviation changes the participant's import from the retailer by
+Δimport = max(−x, 0) − max(−r, 0) and its export by Δexport = max(x, 0) − max(r, 0). Three rules
+(`../shared/reference/settlement.md`; Zhang et al. 2018's Elecbay: peers that fail to deliver
+trade the difference with suppliers at less favourable prices and may be penalised):
 
-- ``retail`` — each deviation with the retailer: a short participant buys |d| at the retail
-  price λ_buy, a long one sells d at the feed-in price λ_sell. What a household's supplier does
-  with energy it did not trade in the community.
-- ``penalty`` — ``retail`` plus a spread s: short pays λ_buy + s, long receives λ_sell − s
-  (which may be negative). The retailer gets its tariff, the market operator the spread.
-- ``net-then-causer`` — deviations are netted inside the community first: with S = Σ short |d|
-  and L = Σ long d, min(S, L) kWh flow between participants at the slot's community reference
-  price p_ref (so deviations that offset each other cost no imbalance), and only the residual
-  R = L − S goes to the retailer. The residual's cost (|R|·λ_buy when the community is short,
-  −R·λ_sell when long) is borne by the participants whose deviation has the residual's sign,
-  pro rata to their deviation (causer pays): short participants together pay p_ref·L + λ_buy·|R|
-  and long ones receive p_ref·L when R < 0; long participants receive p_ref·S + λ_sell·R and
-  short ones pay p_ref·S when R > 0. The community price p_ref is the market's clearing price,
-  else the volume-weighted price of the slot's fills, else the midpoint of λ_buy and λ_sell.
+- ``retail`` — the deviation with the retailer: Δimport at the retail price λ_buy, Δexport at
+  the feed-in price λ_sell. A seller that delivers less than it sold buys the shortfall at
+  retail; a buyer that takes less than it bought sells the excess at feed-in.
+- ``penalty`` — ``retail`` plus a spread s on every kWh of |d|, kept by the market operator (an
+  imbalance fee for not delivering the commitment).
+- ``net-then-causer`` — deviations are netted inside the community first: the extra imports
+  (Δimport > 0) and extra exports (Δexport > 0) that deviations cause offset each other, so
+  min(Σ extra import, Σ extra export) kWh change hands inside the community at the slot's
+  community reference price p_ref instead of going through the retailer. Only the residual
+  reaches the retailer, and it is borne pro rata by those whose deviation caused it (causer
+  pays): with more extra import than export, every participant with extra import gets the same
+  share of it at p_ref and pays retail for the rest; every extra export earns p_ref. Reductions
+  of a participant's own scheduled import or export (Δ < 0) settle at the tariff, as under
+  ``retail``: they have no counterparty. p_ref is the market's clearing price, else the
+  volume-weighted price of the slot's fills, else the midpoint of λ_buy and λ_sell.
 
-Every rule conserves money: Σ cost = retailer revenue + operator revenue (the netted part moves
-between participants). Costs are positive when the participant pays.
+Every rule conserves money: Σ cost = retailer revenue + operator revenue (what moves inside the
+community balances). Costs are positive when the participant pays. With no deviation every
+rule costs nothing.
 """
 
 from __future__ import annotations
@@ -44,8 +51,8 @@ class DeviationSettlement:
 
     Attributes:
         cost: each participant's deviation cost (P,) [currency], positive = pays.
-        retailer_revenue: what the retailer receives for the energy it supplies or takes
-            [currency] (negative when it pays out more than it receives).
+        retailer_revenue: what the retailer receives for the deviations [currency]
+            (negative when it pays out more than it receives).
         operator_revenue: what the market operator receives (penalty spreads) [currency].
         netted_kwh: deviation energy exchanged inside the community [kWh].
     """
@@ -57,6 +64,7 @@ class DeviationSettlement:
 
 
 def settle_deviations(
+    schedule_kwh: FloatArray,
     deviation_kwh: FloatArray,
     rule: DeviationRule,
     retail_price: float,
@@ -68,48 +76,53 @@ def settle_deviations(
     """Settle one slot's deviations (module docstring).
 
     Args:
-        deviation_kwh: metered − committed net of each participant, (P,) [kWh].
+        schedule_kwh: each participant's schedule with the retailer r = committed − fills,
+            (P,) [kWh], export positive.
+        deviation_kwh: metered − committed, (P,) [kWh].
         rule: "retail", "net-then-causer" or "penalty".
         retail_price, feed_in_price: the slot's tariff [currency/kWh].
         reference_price: the community reference price p_ref [currency/kWh]
             (`reference_price`); used by "net-then-causer".
         penalty_per_kwh: the spread s of "penalty" [currency/kWh], >= 0.
     """
+    r = np.asarray(schedule_kwh, dtype=np.float64)
     d = np.asarray(deviation_kwh, dtype=np.float64)
-    short = np.maximum(-d, 0.0)
-    long = np.maximum(d, 0.0)
+    x = r + d
+    extra_import = np.maximum(-x, 0.0) - np.maximum(-r, 0.0)
+    extra_export = np.maximum(x, 0.0) - np.maximum(r, 0.0)
     if rule in ("retail", "penalty"):
+        to_retailer = extra_import * retail_price - extra_export * feed_in_price
         s = penalty_per_kwh if rule == "penalty" else 0.0
-        to_retailer = short * retail_price - long * feed_in_price
-        cost = to_retailer + s * (short + long)
+        spread = s * np.abs(d)
         return DeviationSettlement(
-            cost=cost,
+            cost=to_retailer + spread,
             retailer_revenue=float(to_retailer.sum()),
-            operator_revenue=float(s * (short.sum() + long.sum())),
+            operator_revenue=float(spread.sum()),
             netted_kwh=0.0,
         )
     if rule != "net-then-causer":
         raise ValueError(f"unknown deviation rule {rule!r}")
-    total_short = float(short.sum())
-    total_long = float(long.sum())
+    more_import = np.maximum(extra_import, 0.0)
+    more_export = np.maximum(extra_export, 0.0)
+    total_import = float(more_import.sum())
+    total_export = float(more_export.sum())
+    netted = min(total_import, total_export)
+    # the share of each extra import and export that is met inside the community
+    share_i = netted / total_import if total_import > 0.0 else 0.0
+    share_e = netted / total_export if total_export > 0.0 else 0.0
+    inside_i = more_import * share_i
+    inside_e = more_export * share_e
+    # reductions of the own schedule (Δ < 0) and the residual go through the retailer
+    via_retailer = (extra_import - inside_i) * retail_price - (
+        extra_export - inside_e
+    ) * feed_in_price
     p = reference_price
-    if total_short >= total_long:  # community short (or balanced): shorts pay for everything
-        residual = total_short - total_long
-        bill = p * total_long + retail_price * residual
-        share = np.divide(short, total_short, out=np.zeros_like(short), where=total_short > 0)
-        cost = share * bill - long * p
-        retailer = retail_price * residual
-    else:  # community long: longs receive for everything
-        residual = total_long - total_short
-        revenue = p * total_short + feed_in_price * residual
-        share = np.divide(long, total_long, out=np.zeros_like(long), where=total_long > 0)
-        cost = short * p - share * revenue
-        retailer = -feed_in_price * residual
+    cost = via_retailer + (inside_i - inside_e) * p
     return DeviationSettlement(
         cost=cost,
-        retailer_revenue=float(retailer),
+        retailer_revenue=float(via_retailer.sum()),
         operator_revenue=0.0,
-        netted_kwh=min(total_short, total_long),
+        netted_kwh=netted,
     )
 
 

@@ -183,8 +183,9 @@ class SlotSettlement:
         committed_kwh: the commitment made at gate closure (export positive) [kWh].
         deviation_kwh: metered − committed [kWh].
         deviation_cost: what the deviation cost under the rule [currency].
-        cost: the slot's energy cost: fills at the market's prices, the committed remainder at
-            the tariff, the deviation by the rule [currency], positive = pays.
+        cost: the slot's energy cost: fills at the market's prices, the schedule with the
+            retailer (the unfilled part of the commitment) at the tariff, the deviation by the
+            rule [currency], positive = pays.
         retailer_revenue: Σ what the retailer receives (negative: pays out) [currency].
         operator_revenue: Σ what the market operator receives: the mechanism's surplus and
             penalty spreads [currency].
@@ -224,6 +225,7 @@ def settle_slot(
     cost = rem_cost + (c.p2p_paid - c.p2p_received)
     if np.any(deviation):
         dev = settle_deviations(
+            remainder,
             deviation,
             rule,
             retail_price,
