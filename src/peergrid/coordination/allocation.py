@@ -42,7 +42,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Literal, TypeVar
 
-import highspy
 import numpy as np
 
 from peergrid.assets.params import (
@@ -54,7 +53,8 @@ from peergrid.assets.params import (
     ShiftableJobs,
     ThermalParams,
 )
-from peergrid.coordination.schedule import ScheduleOptions, ScheduleProblem, new_highs, schedule
+from peergrid.coordination.schedule import ScheduleOptions, ScheduleProblem, schedule
+from peergrid.optim.highs import LpModel, LpSolver
 
 Game = Callable[[frozenset[int]], float]
 GameKind = Literal["profit", "cost"]
@@ -302,33 +302,20 @@ def least_core(v: Game, n: int, *, kind: GameKind = "profit") -> tuple[float, Fl
     masks = np.arange(1, full, dtype=np.int64)  # proper, non-empty coalitions
     bits = (masks[:, None] >> np.arange(n)[None, :]) & 1
     sign = 1.0 if kind == "profit" else -1.0
-    # columns x_0..x_{n−1}, ε; rows: sign·(Σ_S x + ε... ) written as sign·Σ_S x + ε >= sign·v(S)
+    # columns x_0..x_{n−1}, ε; rows: sign·Σ_S x + ε >= sign·v(S), and Σ_N x = v(N)
     rows, cols = np.nonzero(bits)
-    n_rows = masks.size
-    row_idx = np.concatenate([rows, np.arange(n_rows), np.full(n, n_rows)])
-    col_idx = np.concatenate([cols, np.full(n_rows, n), np.arange(n)])
-    val = np.concatenate([np.full(rows.size, sign), np.ones(n_rows), np.ones(n)])
-    order = np.lexsort((row_idx, col_idx))
-    lp = highspy.HighsLp()
-    lp.num_col_ = n + 1
-    lp.num_row_ = n_rows + 1
-    lp.col_cost_ = np.concatenate([np.zeros(n), [1.0]])
-    lp.col_lower_ = np.full(n + 1, -highspy.kHighsInf)
-    lp.col_upper_ = np.full(n + 1, highspy.kHighsInf)
-    lp.row_lower_ = np.concatenate([sign * values[masks], [values[full]]])
-    lp.row_upper_ = np.concatenate([np.full(n_rows, highspy.kHighsInf), [values[full]]])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_ = n + 1
-    lp.a_matrix_.num_row_ = n_rows + 1
-    start = np.zeros(n + 2, dtype=np.int32)
-    np.cumsum(np.bincount(col_idx, minlength=n + 1), out=start[1:])
-    lp.a_matrix_.start_ = start
-    lp.a_matrix_.index_ = row_idx[order].astype(np.int32)
-    lp.a_matrix_.value_ = val[order]
-    h = new_highs()
-    h.passModel(lp)
-    h.run()
-    x = np.asarray(h.getSolution().col_value, dtype=np.float64)
+    m = LpModel()
+    x_col = m.cols(np.ones(n, dtype=bool), -np.inf, np.inf, 0.0)
+    eps_col = m.cols(np.ones(1, dtype=bool), -np.inf, np.inf, 1.0)
+    coalition = m.rows(np.ones(masks.size, dtype=bool), sign * values[masks], np.inf)
+    efficiency = m.rows(np.ones(1, dtype=bool), values[full], values[full])
+    m.coef(coalition[rows], x_col[cols], sign)
+    m.coef(coalition, eps_col, 1.0)
+    m.coef(efficiency, x_col, 1.0)
+    lp, _, _ = m.lp()
+    solver = LpSolver(lp)
+    solver.run()
+    x = solver.solution().col_value
     return float(x[n]), x[:n]
 
 

@@ -95,13 +95,10 @@ The matrix is built from numpy index arrays over whole (slot, participant) block
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass, fields, replace
 from typing import Literal, TypeAlias
 
-import highspy
 import numpy as np
 from numpy.typing import NDArray
 
@@ -110,6 +107,7 @@ from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray,
 from peergrid.coordination.network import NetworkConstraints
 from peergrid.errors import InputError, PeergridError
 from peergrid.network.feeder import S_BASE_MVA
+from peergrid.optim.highs import HighsLp, LpModel, LpSolver, column_values
 
 ShiftableMode = Literal["relaxed", "milp"]
 SolverChoice = Literal["auto", "ipm", "simplex"]
@@ -430,107 +428,6 @@ def net_kwh_of(problem: ScheduleProblem, s: Schedule) -> FloatArray:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# The sparse model
-
-
-class _Model:
-    """Columns, rows and coefficients collected as numpy blocks, then one CSC matrix."""
-
-    def __init__(self) -> None:
-        self.n_cols = 0
-        self.n_rows = 0
-        self._lb: list[FloatArray] = []
-        self._ub: list[FloatArray] = []
-        self._cost: list[FloatArray] = []
-        self._int: list[IntArray] = []
-        self._lo: list[FloatArray] = []
-        self._hi: list[FloatArray] = []
-        self._r: list[IntArray] = []
-        self._c: list[IntArray] = []
-        self._v: list[FloatArray] = []
-
-    def cols(
-        self,
-        mask: BoolArray,
-        lb: float | FloatArray,
-        ub: float | FloatArray,
-        cost: float | FloatArray,
-        *,
-        integer: bool = False,
-    ) -> IntArray:
-        """New columns where `mask` is true; returns their indices in mask's shape, −1 elsewhere.
-        Bounds and costs broadcast to the mask's shape."""
-        n = int(np.count_nonzero(mask))
-        idx = np.full(mask.shape, -1, dtype=np.int64)
-        idx[mask] = self.n_cols + np.arange(n, dtype=np.int64)
-        self.n_cols += n
-        f = np.float64
-        self._lb.append(np.broadcast_to(np.asarray(lb, dtype=f), mask.shape)[mask])
-        self._ub.append(np.broadcast_to(np.asarray(ub, dtype=f), mask.shape)[mask])
-        self._cost.append(np.broadcast_to(np.asarray(cost, dtype=f), mask.shape)[mask])
-        self._int.append(np.full(n, 1 if integer else 0, dtype=np.int64))
-        return idx
-
-    def rows(self, mask: BoolArray, lo: float | FloatArray, hi: float | FloatArray) -> IntArray:
-        """New rows lo <= a·x <= hi where `mask` is true (indices, −1 elsewhere)."""
-        n = int(np.count_nonzero(mask))
-        idx = np.full(mask.shape, -1, dtype=np.int64)
-        idx[mask] = self.n_rows + np.arange(n, dtype=np.int64)
-        self.n_rows += n
-        f = np.float64
-        self._lo.append(np.broadcast_to(np.asarray(lo, dtype=f), mask.shape)[mask])
-        self._hi.append(np.broadcast_to(np.asarray(hi, dtype=f), mask.shape)[mask])
-        return idx
-
-    def coef(self, row: IntArray, col: IntArray, value: float | FloatArray) -> None:
-        """Coefficients a[row, col] = value, broadcast; pairs with a −1 index are skipped."""
-        r, c, v = np.broadcast_arrays(row, col, np.asarray(value, dtype=np.float64))
-        keep = (r >= 0) & (c >= 0)
-        self._r.append(r[keep].astype(np.int64))
-        self._c.append(c[keep].astype(np.int64))
-        self._v.append(v[keep].astype(np.float64))
-
-    def lp(self) -> tuple[highspy.HighsLp, IntArray, int]:
-        """The HiGHS model (duplicates summed, zeros dropped), its integer columns, nnz."""
-        cat = np.concatenate
-        r, c, v = cat(self._r), cat(self._c), cat(self._v)
-        key = c * max(self.n_rows, 1) + r
-        uniq, inverse = np.unique(key, return_inverse=True)
-        if uniq.size < key.size:  # HiGHS rejects duplicate entries: sum them
-            v = np.bincount(inverse, weights=v, minlength=uniq.size).astype(np.float64)
-        else:
-            v = v[np.argsort(key, kind="stable")]
-        nz = v != 0.0
-        uniq, v = uniq[nz], v[nz]
-        col = uniq // max(self.n_rows, 1)
-        row = uniq - col * max(self.n_rows, 1)
-        start = np.zeros(self.n_cols + 1, dtype=np.int32)
-        np.cumsum(np.bincount(col, minlength=self.n_cols), out=start[1:])
-        lp = highspy.HighsLp()
-        lp.num_col_ = self.n_cols
-        lp.num_row_ = self.n_rows
-        lp.col_cost_ = cat(self._cost)
-        lp.col_lower_ = cat(self._lb)
-        lp.col_upper_ = cat(self._ub)
-        lp.row_lower_ = cat(self._lo) if self._lo else np.zeros(0)
-        lp.row_upper_ = cat(self._hi) if self._hi else np.zeros(0)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.num_col_ = self.n_cols
-        lp.a_matrix_.num_row_ = self.n_rows
-        lp.a_matrix_.start_ = start
-        lp.a_matrix_.index_ = row.astype(np.int32)
-        lp.a_matrix_.value_ = v
-        integer_cols: IntArray = np.flatnonzero(cat(self._int)).astype(np.int64)
-        return lp, integer_cols, int(v.size)
-
-
-def _take(x: FloatArray, idx: IntArray) -> FloatArray:
-    """Solution values at `idx`, 0 where idx is −1."""
-    out: FloatArray = np.where(idx >= 0, x[np.maximum(idx, 0)], 0.0)
-    return out
-
-
 def _safe_eta(eta: FloatArray) -> FloatArray:
     out: FloatArray = np.where(eta > 0.0, eta, 1.0).astype(np.float64)
     return out
@@ -644,7 +541,7 @@ class _NetIndex:
 
 
 def _network_model(
-    m: _Model,
+    m: LpModel,
     problem: ScheduleProblem,
     net: NetworkConstraints,
     const_kwh: FloatArray,
@@ -763,8 +660,8 @@ def _network_result(
         out[:, to] = block
         return out
 
-    bus_imp = per_bus(_take(xv, idx.bus_imp))
-    cut = _take(xv, idx.cut)
+    bus_imp = per_bus(column_values(xv, idx.bus_imp))
+    cut = column_values(xv, idx.cut)
     inj = np.zeros((h, n))
     np.add.at(inj.T, net.bus_of, (net_kwh - cut).T)
     inj = (inj + bus_imp) / dt
@@ -808,66 +705,31 @@ def _network_result(
         flow_binding=f_bind,
         pv_curtailment_kwh=cut,
         network_import_excess_kwh=bus_imp,
-        participant_export_excess_kwh=_take(xv, idx.lim_exp),
-        participant_import_excess_kwh=_take(xv, idx.lim_imp),
+        participant_export_excess_kwh=column_values(xv, idx.lim_exp),
+        participant_import_excess_kwh=column_values(xv, idx.lim_imp),
         network_slots=act.copy(),
     )
 
 
-def new_highs() -> highspy.Highs:
-    """A silent HiGHS instance.
-
-    The first `Highs()` of a process prints a copyright banner on the C-level stdout before any
-    option can be set, which would end up in the middle of the CLI's output (or its JSON). The
-    construction therefore runs with file descriptor 1 pointed at the null device; where fd 1
-    cannot be duplicated the banner is let through.
-    """
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError):
-        h = highspy.Highs()  # type: ignore[no-untyped-call]
-    else:
-        try:
-            with open(os.devnull, "wb") as null:
-                os.dup2(null.fileno(), 1)
-                h = highspy.Highs()  # type: ignore[no-untyped-call]
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-    h.setOptionValue("output_flag", False)
-    return h
-
-
 def _highs(
-    lp: highspy.HighsLp,
+    lp: HighsLp,
     integer_cols: IntArray,
     options: ScheduleOptions,
     n_cols: int,
     battery_share: float,
     feeder_rows: bool = False,
-) -> tuple[highspy.Highs, str]:
-    h = new_highs()
-    h.passModel(lp)
+) -> tuple[LpSolver, str]:
     if integer_cols.size:
-        h.changeColsIntegrality(
-            integer_cols.size,
-            integer_cols.astype(np.int32),
-            np.ones(integer_cols.size, dtype=np.uint8),
-        )
-        h.setOptionValue("time_limit", float(options.mip_time_limit_s))
-        return h, "mip"
+        return LpSolver(lp, {"time_limit": float(options.mip_time_limit_s)}, integer_cols), "mip"
     use_ipm = options.solver == "ipm" or (
         options.solver == "auto"
         and n_cols >= options.ipm_min_cols
         and (battery_share >= options.ipm_min_battery_share or feeder_rows)
     )
     if use_ipm:
-        h.setOptionValue("solver", "ipm")
-        h.setOptionValue("run_crossover", "on" if options.crossover else "off")
-        return h, "ipm"
-    h.setOptionValue("solver", "simplex")
-    return h, "simplex"
+        run_crossover = "on" if options.crossover else "off"
+        return LpSolver(lp, {"solver": "ipm", "run_crossover": run_crossover}), "ipm"
+    return LpSolver(lp, {"solver": "simplex"}), "simplex"
 
 
 def schedule(problem: ScheduleProblem, options: ScheduleOptions | None = None) -> Schedule:
@@ -965,7 +827,7 @@ def _solve_lp(
     t_build = time.perf_counter()
     a = problem.assets
     h, p, dt = problem.n_slots, problem.n_participants, problem.dt_h
-    m = _Model()
+    m = LpModel()
     full = np.ones((h,), dtype=bool)
 
     retail = np.asarray(problem.retail_price, dtype=np.float64)
@@ -1183,30 +1045,28 @@ def _solve_lp(
     battery_share = 3 * b_soc.size / max(m.n_cols, 1)  # charge, discharge, state
     feeder_rows = net_idx is not None and bool(net_idx.active.any())
     hs, solver = _highs(lp, integer_cols, opts, m.n_cols, battery_share, feeder_rows)
-    hs.run()
-    status = hs.modelStatusToString(hs.getModelStatus())
+    status = hs.run()
     if not has_int and status != "Optimal" and solver == "ipm":
-        hs.setOptionValue("solver", "simplex")  # IPM gave up (numerics): polish with simplex
-        hs.run()
-        status = hs.modelStatusToString(hs.getModelStatus())
+        hs.set_options({"solver": "simplex"})  # IPM gave up (numerics): polish with simplex
+        status = hs.run()
         solver = "simplex"
-    sol = hs.getSolution()
+    sol = hs.solution()
     if not sol.value_valid:
         raise ScheduleError(f"coordinated schedule: HiGHS returned no solution ({status})")
-    xv = np.asarray(sol.col_value, dtype=np.float64)
-    duals = np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None
-    col_duals = np.asarray(sol.col_dual, dtype=np.float64) if sol.dual_valid else None
+    xv = sol.col_value
+    duals = sol.row_dual if sol.dual_valid else None
+    col_duals = sol.col_dual if sol.dual_valid else None
     solve_s = time.perf_counter() - t_solve
 
     # --- read back ------------------------------------------------------------------------------
     def states(init: FloatArray, cols: IntArray, idx: IntArray) -> FloatArray:
         out = np.empty((h + 1, p))
         out[:] = init
-        out[1:, cols] = _take(xv, idx)
+        out[1:, cols] = column_values(xv, idx)
         return out
 
     ev_soc_traj = states(np.asarray(problem.ev_soc_kwh, dtype=np.float64), ei, e_soc)
-    thermal_kwh = _scatter(h, p, ki, _take(xv, k_e))
+    thermal_kwh = _scatter(h, p, ki, column_values(xv, k_e))
     temp_traj = _indoor_temperatures(problem, decay, ki, effect, thermal_kwh)
     shift = jobs.fixed_kwh.copy()
     job_energy = np.zeros((n_free, h))
@@ -1230,18 +1090,24 @@ def _solve_lp(
     t_k = temp_traj[1:, ki]
     comfort[1:, ki] = np.maximum(t_min_k - t_k, 0.0) + np.maximum(t_k - t_max_k, 0.0)
     ev_short = np.zeros((h + 1, p))
-    ev_short[1:, ei] = _take(xv, e_short)
+    ev_short[1:, ei] = column_values(xv, e_short)
     ev_res = np.zeros((h + 1, p))
-    ev_res[1:, ei] = _take(xv, e_res)
-    g_imp = xv[gp] + _take(xv, gp_over)
-    g_exp = xv[gm] + _take(xv, gm_over)
-    b_ch_v, b_dis_v = _scatter(h, p, bi, _take(xv, b_ch)), _scatter(h, p, bi, _take(xv, b_dis))
-    e_ch_v, e_dis_v = _scatter(h, p, ei, _take(xv, e_ch)), _scatter(h, p, ei, _take(xv, e_dis))
+    ev_res[1:, ei] = column_values(xv, e_res)
+    g_imp = xv[gp] + column_values(xv, gp_over)
+    g_exp = xv[gm] + column_values(xv, gm_over)
+    b_ch_v, b_dis_v = (
+        _scatter(h, p, bi, column_values(xv, b_ch)),
+        _scatter(h, p, bi, column_values(xv, b_dis)),
+    )
+    e_ch_v, e_dis_v = (
+        _scatter(h, p, ei, column_values(xv, e_ch)),
+        _scatter(h, p, ei, column_values(xv, e_dis)),
+    )
     wear = opts.wear_per_kwh * (b_ch_v + b_dis_v + e_ch_v + e_dis_v)  # (H, P)
-    unserved = _scatter(h, p, ei, _take(xv, e_uns))
+    unserved = _scatter(h, p, ei, column_values(xv, e_uns))
     own_penalty = pen * (ev_short[1:] + ev_res[1:] + unserved)  # (H, P)
-    own_penalty[:, ki] += (_take(xv, k_lo) + _take(xv, k_hi)) * comfort_cost
-    import_excess, export_excess = _take(xv, gp_over), _take(xv, gm_over)
+    own_penalty[:, ki] += (column_values(xv, k_lo) + column_values(xv, k_hi)) * comfort_cost
+    import_excess, export_excess = column_values(xv, gp_over), column_values(xv, gm_over)
     lam = duals[bal] if duals is not None else np.full(h, np.nan)
     network = None
     community_penalty = pen * (import_excess + export_excess)
@@ -1279,7 +1145,7 @@ def _solve_lp(
         grid_import_kwh=g_imp,
         grid_export_kwh=g_exp,
         marginal_price=lam,
-        objective=float(hs.getInfo().objective_function_value),
+        objective=sol.objective,
         energy_cost_per_slot=retail * g_imp - np.asarray(problem.feed_in_price) * g_exp,
         wear_cost_per_slot=wear.sum(axis=1),
         penalty_cost_per_slot=penalty,

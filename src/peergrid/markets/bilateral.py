@@ -111,6 +111,7 @@ from peergrid.markets.base import (
     MechanismParams,
     OrderBook,
 )
+from peergrid.optim.highs import LpModel, solve_optimal
 from peergrid.rng import child_rng
 
 Algorithm = Literal["admm", "consensus-innovation"]
@@ -588,62 +589,35 @@ def solve_centralised(problem: BilateralProblem, segments: int = 256) -> Central
     (HiGHS's QP solver, the obvious choice, returns "Solve error" or stalls on many of these
     problems because the Hessian is zero on the edge columns; the simplex method does not.)
     """
-    import highspy
-
     n_pairs = problem.n_pairs
     n_peers = problem.limit_price.size
     if n_pairs == 0:
         return CentralisedSolution(np.zeros(0), np.zeros(0), 0.0, 0.0)
     m = segments
-    n_col = 2 * n_pairs + n_peers * m
-    n_row = n_pairs + n_peers
-    pairs = np.arange(n_pairs, dtype=np.int64)
-    # Column-wise matrix: t_s has +1 in its reciprocity row and −1 in its seller's total row;
-    # t_b has −1 and −1 (buyer's row); every piece w_nj has +1 in its peer's total row.
-    row_index = np.concatenate(
-        (
-            np.stack((pairs, n_pairs + problem.pair_seller), axis=1).ravel(),
-            np.stack((pairs, n_pairs + problem.pair_buyer), axis=1).ravel(),
-            n_pairs + np.repeat(np.arange(n_peers, dtype=np.int64), m),
-        )
-    )
-    value = np.concatenate(
-        (np.tile([1.0, -1.0], n_pairs), np.full(2 * n_pairs, -1.0), np.ones(n_peers * m))
-    )
-    start = np.concatenate((np.arange(0, 4 * n_pairs, 2), 4 * n_pairs + np.arange(n_peers * m + 1)))
     signed = np.where(problem.is_seller, problem.limit_price, -problem.limit_price)
     step = problem.quantity_kwh / m
     midpoint = (np.arange(m) + 0.5)[None, :]
     piece_cost = signed[:, None] + (problem.curvature * step)[:, None] * midpoint
 
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_col
-    lp.num_row_ = n_row
-    lp.col_cost_ = np.concatenate((problem.cost_seller, problem.cost_buyer, piece_cost.ravel()))
-    lp.col_lower_ = np.zeros(n_col)
-    lp.col_upper_ = np.concatenate((np.full(2 * n_pairs, highspy.kHighsInf), np.repeat(step, m)))
-    lp.row_lower_ = np.zeros(n_row)
-    lp.row_upper_ = np.zeros(n_row)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_ = n_col
-    lp.a_matrix_.num_row_ = n_row
-    lp.a_matrix_.start_ = start.astype(np.int32)
-    lp.a_matrix_.index_ = row_index.astype(np.int32)
-    lp.a_matrix_.value_ = value
-
-    highs = highspy.Highs()  # type: ignore[no-untyped-call]
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("solver", "simplex")
-    highs.passModel(lp)
-    highs.run()
-    status = highs.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS: {highs.modelStatusToString(status)}")
-    solution = highs.getSolution()
-    col = np.asarray(solution.col_value)
+    model = LpModel()
+    every_pair = np.ones(n_pairs, dtype=bool)
+    t_s = model.cols(every_pair, 0.0, np.inf, problem.cost_seller)
+    t_b = model.cols(every_pair, 0.0, np.inf, problem.cost_buyer)
+    piece = model.cols(np.ones((n_peers, m), dtype=bool), 0.0, step[:, None], piece_cost)
+    reciprocity = model.rows(every_pair, 0.0, 0.0)
+    total = model.rows(np.ones(n_peers, dtype=bool), 0.0, 0.0)
+    # t_s has +1 in its reciprocity row and −1 in its seller's total row; t_b has −1 and −1
+    # (buyer's row); every piece w_nj has +1 in its peer's total row.
+    model.coef(reciprocity, t_s, 1.0)
+    model.coef(total[problem.pair_seller], t_s, -1.0)
+    model.coef(reciprocity, t_b, -1.0)
+    model.coef(total[problem.pair_buyer], t_b, -1.0)
+    model.coef(total[:, None], piece, 1.0)
+    solution = solve_optimal(model.lp()[0], {"solver": "simplex"})
+    col = solution.col_value
     # t_s = t_b up to the LP's feasibility tolerance; the minimum keeps every peer within q.
     trade = np.maximum(np.minimum(col[:n_pairs], col[n_pairs : 2 * n_pairs]), 0.0)
-    price = np.asarray(solution.row_dual[:n_pairs])
+    price = solution.row_dual[:n_pairs]
     bound = float(np.sum(problem.curvature * step * step) / 8.0)
     return CentralisedSolution(
         trade_kwh=trade, price=price, welfare=problem.welfare(trade), welfare_bound=bound
