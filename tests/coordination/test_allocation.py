@@ -17,7 +17,9 @@ from peergrid.coordination.allocation import (
     shapley_value,
     traded_volume_kwh,
 )
-from peergrid.coordination.schedule import ScheduleOptions, ScheduleProblem, net_kwh_of, schedule
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.result import net_kwh_of
+from peergrid.coordination.schedule import schedule
 from tests.ems.ems_community import suburb
 
 # --------------------------------------------------------------------------------------------

@@ -10,15 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peergrid.assets import thermal
-from peergrid.coordination.schedule import (
-    Schedule,
-    ScheduleOptions,
-    ScheduleProblem,
-    block_starts,
-    net_kwh_of,
-    rolling_schedule,
-    schedule,
-)
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.result import Schedule, net_kwh_of
+from peergrid.coordination.schedule import block_starts, rolling_schedule, schedule
 from tests.ems.ems_community import (
     Community,
     battery,

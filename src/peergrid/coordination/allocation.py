@@ -53,7 +53,8 @@ from peergrid.assets.params import (
     ShiftableJobs,
     ThermalParams,
 )
-from peergrid.coordination.schedule import ScheduleOptions, ScheduleProblem, schedule
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.schedule import schedule
 from peergrid.optim.highs import LpModel, LpSolver
 
 Game = Callable[[frozenset[int]], float]
