@@ -166,14 +166,40 @@ def net_kwh_of(problem: ScheduleProblem, s: Schedule) -> FloatArray:
     """Net export of every participant under a schedule, (H, P) [kWh] (export positive)."""
     curtailed = 0.0 if s.network is None else s.network.pv_curtailment_kwh
     out: FloatArray = (
-        problem.pv_kwh
-        + s.battery_discharge_kwh
-        + s.ev_discharge_kwh
-        - problem.base_demand_kwh
-        - s.thermal_kwh
-        - s.shiftable_kwh
-        - s.battery_charge_kwh
-        - s.ev_charge_kwh
+        net_before_curtailment_kwh(
+            problem,
+            battery_charge_kwh=s.battery_charge_kwh,
+            battery_discharge_kwh=s.battery_discharge_kwh,
+            ev_charge_kwh=s.ev_charge_kwh,
+            ev_discharge_kwh=s.ev_discharge_kwh,
+            thermal_kwh=s.thermal_kwh,
+            shiftable_kwh=s.shiftable_kwh,
+        )
         - curtailed
+    )
+    return out
+
+
+def net_before_curtailment_kwh(
+    problem: ScheduleProblem,
+    *,
+    battery_charge_kwh: FloatArray,
+    battery_discharge_kwh: FloatArray,
+    ev_charge_kwh: FloatArray,
+    ev_discharge_kwh: FloatArray,
+    thermal_kwh: FloatArray,
+    shiftable_kwh: FloatArray,
+) -> FloatArray:
+    """Net export of every participant for the given asset energies, before any PV
+    curtailment, (H, P) [kWh] (export positive)."""
+    out: FloatArray = (
+        problem.pv_kwh
+        + battery_discharge_kwh
+        + ev_discharge_kwh
+        - problem.base_demand_kwh
+        - thermal_kwh
+        - shiftable_kwh
+        - battery_charge_kwh
+        - ev_charge_kwh
     )
     return out
