@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from peergrid.assets import thermal
 from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
 from peergrid.coordination.result import Schedule, net_kwh_of
-from peergrid.coordination.schedule import block_starts, rolling_schedule, schedule
+from peergrid.coordination.rolling import block_starts, rolling_schedule
+from peergrid.coordination.schedule import schedule
 from tests.ems.ems_community import (
     Community,
     battery,
