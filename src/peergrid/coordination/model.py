@@ -46,7 +46,7 @@ def solve_lp(problem: ScheduleProblem, opts: ScheduleOptions, active: BoolArray 
     feeder = None
     if problem.network is not None and active is not None:
         const_kwh = problem.pv_kwh - problem.base_demand_kwh - jobs.fixed_kwh
-        terms = battery.terms + ev.terms + heat.terms + runs.terms
+        terms = battery.terms + ev.storage.terms + heat.terms + runs.terms
         feeder = add_feeder(
             m,
             problem,

@@ -3,13 +3,14 @@ rows take, the penalty scale, and per-participant arrays from per-asset columns.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias
 
 import numpy as np
 
 from peergrid.assets.params import FloatArray, IntArray
 from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
-from peergrid.optim.highs import LpModel
+from peergrid.optim.highs import LpModel, column_values
 
 _MIN_PRICE_SCALE = 0.01  # floor of the price scale of the penalties [currency/kWh]
 
@@ -56,6 +57,43 @@ def add_to_balance(m: LpModel, balance: IntArray, terms: list[NetTerm]) -> None:
     G⁺ − G⁻ + Σ net export = inflexible net demand (`grid.add_grid`)."""
     for t_idx, _, col, val in terms:
         m.coef(balance[t_idx], col, val)
+
+
+@dataclass(frozen=True, eq=False)
+class StorageColumns:
+    """A storage asset's columns (home batteries, EVs), (H, K) for the K participants `who`
+    that have one; −1 where absent.
+
+    Attributes:
+        who: participants with the asset, (K,).
+        charge, discharge: AC-side energy per slot [kWh].
+        soc: state of charge at state points 1..H [kWh].
+        soc_initial_kwh: every participant's state at point 0, (P,) [kWh].
+        terms: the asset's net export, discharge − charge.
+    """
+
+    who: IntArray
+    charge: IntArray
+    discharge: IntArray
+    soc: IntArray
+    soc_initial_kwh: FloatArray
+    terms: list[NetTerm]
+
+    def read(self, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(charge, discharge) (H, P) [kWh] and the state of charge (H + 1, P) [kWh] of a
+        solution `x`."""
+        h, p = self.charge.shape[0], self.soc_initial_kwh.size
+        return (
+            scatter(h, p, self.who, column_values(x, self.charge)),
+            scatter(h, p, self.who, column_values(x, self.discharge)),
+            states(self.soc_initial_kwh, self.who, column_values(x, self.soc)),
+        )
+
+
+def storage_terms(who: IntArray, charge: IntArray, discharge: IntArray) -> list[NetTerm]:
+    """The net export of storage columns (H, K) of participants `who`: discharge − charge."""
+    rows_h = np.arange(charge.shape[0])[:, None]
+    return [(rows_h, who[None, :], charge, -1.0), (rows_h, who[None, :], discharge, 1.0)]
 
 
 def safe_eta(eta: FloatArray) -> FloatArray:

@@ -10,49 +10,22 @@ limit); the executing EMS nets the two anyway (`battery.dispatch`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from peergrid.assets.params import FloatArray, IntArray
-from peergrid.coordination.blocks.base import NetTerm, add_to_balance, safe_eta, scatter, states
+from peergrid.assets.params import IntArray
+from peergrid.coordination.blocks.base import (
+    StorageColumns,
+    add_to_balance,
+    safe_eta,
+    storage_terms,
+)
 from peergrid.coordination.problem import ScheduleProblem
-from peergrid.optim.highs import LpModel, column_values
-
-
-@dataclass(frozen=True, eq=False)
-class BatteryColumns:
-    """The batteries' columns, (H, K) for the K participants `who` that have one.
-
-    Attributes:
-        who: participants with a battery, (K,).
-        charge, discharge: AC-side energy per slot [kWh].
-        soc: state of charge at state points 1..H [kWh].
-        soc_initial_kwh: every participant's state at point 0, (P,) [kWh].
-        terms: the batteries' net export.
-    """
-
-    who: IntArray
-    charge: IntArray
-    discharge: IntArray
-    soc: IntArray
-    soc_initial_kwh: FloatArray
-    terms: list[NetTerm]
-
-    def read(self, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(charge, discharge) (H, P) [kWh] and the state of charge (H + 1, P) [kWh] of a
-        solution `x`."""
-        h, p = self.charge.shape[0], self.soc_initial_kwh.size
-        return (
-            scatter(h, p, self.who, column_values(x, self.charge)),
-            scatter(h, p, self.who, column_values(x, self.discharge)),
-            states(self.soc_initial_kwh, self.who, column_values(x, self.soc)),
-        )
+from peergrid.optim.highs import LpModel
 
 
 def add_battery(
     m: LpModel, problem: ScheduleProblem, wear_per_kwh: float, balance: IntArray
-) -> BatteryColumns:
+) -> StorageColumns:
     """Charge, discharge and state columns with their dynamics, for every battery that can
     move energy; throughput costs `wear_per_kwh` [currency/kWh]."""
     b = problem.assets.battery
@@ -78,7 +51,6 @@ def add_battery(
     m.coef(b_dyn[1:], b_soc[:-1], -1.0)
     m.coef(b_dyn, b_ch, -eta_c_b)
     m.coef(b_dyn, b_dis, 1.0 / eta_d_b)
-    rows_h = np.arange(h)[:, None]
-    terms: list[NetTerm] = [(rows_h, bi[None, :], b_ch, -1.0), (rows_h, bi[None, :], b_dis, 1.0)]
+    terms = storage_terms(bi, b_ch, b_dis)
     add_to_balance(m, balance, terms)
-    return BatteryColumns(bi, b_ch, b_dis, b_soc, soc0_b, terms)
+    return StorageColumns(bi, b_ch, b_dis, b_soc, soc0_b, terms)

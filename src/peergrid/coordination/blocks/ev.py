@@ -23,7 +23,13 @@ import numpy as np
 
 from peergrid.assets import ev
 from peergrid.assets.params import FloatArray, IntArray
-from peergrid.coordination.blocks.base import NetTerm, add_to_balance, safe_eta, scatter, states
+from peergrid.coordination.blocks.base import (
+    StorageColumns,
+    add_to_balance,
+    safe_eta,
+    scatter,
+    storage_terms,
+)
 from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
 from peergrid.optim.highs import LpModel, column_values
 
@@ -49,42 +55,36 @@ class EvPlan(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class EvColumns:
-    """The EVs' columns, (H, K) for the K participants `who` that have one; −1 where absent.
+    """The EVs' columns: their storage, and the soft constraints' columns, (H, K) for the K
+    participants `storage.who` that have an EV; −1 where absent.
 
     Attributes:
-        who: participants with an EV, (K,).
-        charge, discharge: AC-side energy per slot [kWh].
-        soc: state of charge at state points 1..H [kWh].
+        storage: charge, discharge and state of charge (`StorageColumns`).
         unserved: trip energy the battery does not supply [kWh].
         shortfall: missing energy at a departure, in the row before it [kWh].
         reserve: v2h reserve below soc_min [kWh].
-        soc_initial_kwh: every participant's state at point 0, (P,) [kWh].
-        terms: the EVs' net export.
     """
 
-    who: IntArray
-    charge: IntArray
-    discharge: IntArray
-    soc: IntArray
+    storage: StorageColumns
     unserved: IntArray
     shortfall: IntArray
     reserve: IntArray
-    soc_initial_kwh: FloatArray
-    terms: list[NetTerm]
 
     def read(self, x: FloatArray) -> EvPlan:
         """The EVs' part of a solution `x`."""
-        h, p = self.charge.shape[0], self.soc_initial_kwh.size
+        charge, discharge, soc = self.storage.read(x)
+        who = self.storage.who
+        h, p = charge.shape
         shortfall = np.zeros((h + 1, p))
-        shortfall[1:, self.who] = column_values(x, self.shortfall)
+        shortfall[1:, who] = column_values(x, self.shortfall)
         reserve = np.zeros((h + 1, p))
-        reserve[1:, self.who] = column_values(x, self.reserve)
+        reserve[1:, who] = column_values(x, self.reserve)
         return EvPlan(
-            charge_kwh=scatter(h, p, self.who, column_values(x, self.charge)),
-            discharge_kwh=scatter(h, p, self.who, column_values(x, self.discharge)),
-            soc_kwh=states(self.soc_initial_kwh, self.who, column_values(x, self.soc)),
+            charge_kwh=charge,
+            discharge_kwh=discharge,
+            soc_kwh=soc,
             shortfall_kwh=shortfall,
-            unserved_kwh=scatter(h, p, self.who, column_values(x, self.unserved)),
+            unserved_kwh=scatter(h, p, who, column_values(x, self.unserved)),
             reserve_shortfall_kwh=reserve,
         )
 
@@ -126,8 +126,7 @@ def add_ev(
     e_trip = m.rows(has_trip, trip_lo, np.inf)
     m.coef(e_trip, e_uns, 1.0)
     m.coef(e_trip[1:], e_soc[:-1], 1.0)
-    rows_h = np.arange(h)[:, None]
-    terms: list[NetTerm] = [(rows_h, ei[None, :], e_ch, -1.0), (rows_h, ei[None, :], e_dis, 1.0)]
+    terms = storage_terms(ei, e_ch, e_dis)
     add_to_balance(m, balance, terms)
     # departures: soc at state d (1..H) >= target, soft
     leaves = np.zeros((h, ei.size), dtype=bool)  # row d − 1 <-> state d
@@ -146,14 +145,6 @@ def add_ev(
     e_resrow = m.rows(reserve, soc_min_e, np.inf)
     m.coef(e_resrow, e_soc, 1.0)
     m.coef(e_resrow, e_res, 1.0)
-    return EvColumns(
-        who=ei,
-        charge=e_ch,
-        discharge=e_dis,
-        soc=e_soc,
-        unserved=e_uns,
-        shortfall=e_short,
-        reserve=e_res,
-        soc_initial_kwh=np.asarray(problem.ev_soc_kwh, dtype=np.float64),
-        terms=terms,
-    )
+    soc_initial = np.asarray(problem.ev_soc_kwh, dtype=np.float64)
+    storage = StorageColumns(ei, e_ch, e_dis, e_soc, soc_initial, terms)
+    return EvColumns(storage, unserved=e_uns, shortfall=e_short, reserve=e_res)
