@@ -65,8 +65,8 @@ def schedule(problem: ScheduleProblem, options: ScheduleOptions | None = None) -
     """Co-schedule every participant over the problem's horizon (module docstring).
 
     Raises:
-        ScheduleError: the solver returned no solution (it never should: every constraint that
-            data can make infeasible is soft).
+        ScheduleError (`coordination.model`): the solver returned no solution (it never should:
+            every constraint that data can make infeasible is soft).
     """
     opts = options or ScheduleOptions()
     if opts.shiftable == "milp":
