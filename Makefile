@@ -1,6 +1,7 @@
 # peergrid — the two set-up commands:
 #   make demo   create .venv, install peergrid (lean: no dev tools), run the built-in demo
-#   make test   install the dev and network extras, then lint (ruff), type-check (mypy) and test (pytest)
+#   make test   install the dev, network and ml extras, then lint (ruff, import contracts),
+#               type-check (mypy) and test (pytest)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -17,7 +18,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
-	$(BIN)/python -m pip install --quiet -e ".[dev,network]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,network,ml]"
 	touch $@
 
 demo: $(VENV)/.stamp-base
@@ -26,6 +27,7 @@ demo: $(VENV)/.stamp-base
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.stamp-dev
 	$(BIN)/mypy src

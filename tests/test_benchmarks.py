@@ -34,3 +34,14 @@ def test_network_benchmark_quick_mode() -> None:
     assert figures["slots"] == 96
     assert figures["speedup"] > 1.0
     assert 0.9 < figures["min_voltage_pu"] <= figures["max_voltage_pu"] < 1.2
+
+
+def test_forecast_benchmark_quick_mode() -> None:
+    bench = _load("bench_forecast")
+    figures = bench.run(days=2)
+    assert figures["participants"] == 100
+    assert figures["slots"] == 192
+    methods = {(r["method"], r["regime"]) for r in figures["results"]}
+    assert ("ml", "intraday-4") in methods and ("persistence", "day-ahead") in methods
+    perfect = [r for r in figures["results"] if r["method"] == "perfect"]
+    assert all(r["demand"]["rmse_kwh"] == 0.0 for r in perfect)

@@ -6,8 +6,8 @@ The Python API mirrors the CLI::
     scenario = peergrid.load_scenario("demo")          # a built-in name or a TOML file
     result = peergrid.simulate(scenario, market="sdr")  # P2P run and no-P2P baseline
     result.summary, result.participants, result.timeseries
-    result.save("out/demo")
-    peergrid.compare(scenario, ["sdr", "uniform"]).save("out/cmp")
+    peergrid.write_run(result, "out/demo")              # the run directory
+    peergrid.write_comparison(peergrid.compare(scenario, ["sdr", "uniform"]), "out/cmp")
     peergrid.clear(book_dataframe, mechanism="mcafee").to_dict()
 """
 
@@ -15,6 +15,7 @@ from peergrid.engine.compare import Comparison, compare
 from peergrid.engine.result import SimulationResult
 from peergrid.engine.simulate import simulate
 from peergrid.markets.api import ClearReport, clear
+from peergrid.rundir import write_comparison, write_run
 from peergrid.scenario.load import load_scenario
 from peergrid.scenario.schema import Scenario
 
@@ -30,4 +31,6 @@ __all__ = [
     "compare",
     "load_scenario",
     "simulate",
+    "write_comparison",
+    "write_run",
 ]

@@ -59,6 +59,40 @@ def _kpi_table(summary: dict[str, Any]) -> Table:
         ("fairness (Jain)", f"{k['fairness_jain']:.3f}", ""),
         ("participants worse off", f"{k['participants_worse_off']}", ""),
     ]
+    f, st = summary.get("forecast"), summary.get("settlement")
+    if f is not None and st is not None:
+        skill = f["skill_vs_persistence"]
+        skill_text = ", ".join(
+            f"{what} {value:.2f}" for what, value in skill.items() if value is not None
+        )
+        rows += [
+            (
+                "forecast",
+                f"{f['method']}, gate {st['gate_closure']}",
+                "",
+            ),
+            (
+                "forecast MAE demand / PV",
+                f"{f['demand_mae_kwh']:.3f} / {f['generation_mae_kwh']:.3f} kWh per slot",
+                "",
+            ),
+            ("forecast skill vs persistence", skill_text or "—", ""),
+            (
+                f"deviations ({st['deviation_rule']})",
+                f"{st['deviation_short_kwh']:,.1f} kWh short, "
+                f"{st['deviation_long_kwh']:,.1f} kWh long, {st['deviation_cost']:,.2f} {cur}",
+                "",
+            ),
+        ]
+        if "forecast_error_cost" in c:
+            rows += [
+                (
+                    "perfect foresight: bill",
+                    f"{c['perfect_foresight_total']:,.2f} {cur}",
+                    "",
+                ),
+                ("cost of forecast error", f"{c['forecast_error_cost']:,.2f} {cur}", ""),
+            ]
     net = summary.get("network")
     if net is not None:
         b = net["baseline"]
@@ -108,6 +142,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from peergrid.engine.simulate import simulate
+    from peergrid.rundir import write_run
     from peergrid.scenario.load import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -135,10 +170,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             def on_progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            result = simulate(scenario, market=args.market, on_progress=on_progress)
+            result = simulate(
+                scenario, market=args.market, forecast=args.forecast, on_progress=on_progress
+            )
     else:
-        result = simulate(scenario, market=args.market)
-    path = result.save(out)
+        result = simulate(scenario, market=args.market, forecast=args.forecast)
+    path = write_run(result, out)
     if not args.quiet:
         console.print(_kpi_table(result.summary))
     console.print(f"run directory: {path}")
@@ -148,13 +185,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from peergrid.engine.compare import compare
+    from peergrid.rundir import write_comparison
     from peergrid.scenario.load import load_scenario
 
     scenario = load_scenario(args.scenario)
     markets = [m.strip() for m in args.markets.split(",") if m.strip()]
     out = Path(args.out) if args.out else Path("out") / f"{scenario.name}-compare"
-    comparison = compare(scenario, markets)
-    path = comparison.save(out)
+    comparison = compare(scenario, markets, forecast=args.forecast)
+    path = write_comparison(comparison, out)
     table = Table(title=f"{scenario.name}: market designs compared")
     heads = {
         "market": "market",
@@ -164,6 +202,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         "peak_import_kw": "peak kW",
         "fairness_jain": "Jain",
         "participants_worse_off": "worse off",
+        "forecast_error_cost": "forecast err.",
+        "rank": "rank",
+        "rank_perfect_foresight": "rank PF",
         "market_s": "loop s",
     }
     cols = list(heads)
@@ -269,6 +310,18 @@ def cmd_ems(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_forecasters(args: argparse.Namespace, console: Console) -> int:
+    from peergrid.forecast.registry import list_forecasters
+
+    table = Table(title="forecasters (scenario: \\[forecast] method = NAME, or --forecast NAME)")
+    for col in ("name", "description", "parameters"):
+        table.add_column(col)
+    for info in list_forecasters():
+        table.add_row(info.name, info.description, ", ".join(_param_names(info)) or "—")
+    console.print(table)
+    return 0
+
+
 def cmd_feeders(args: argparse.Namespace, console: Console) -> int:
     from peergrid.network.feeders import builtin_feeders
 
@@ -323,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenario TOML file or built-in name (default: demo)",
     )
     run.add_argument("--market", help="market mechanism (overrides the scenario's)")
+    run.add_argument(
+        "--forecast",
+        help="forecaster of the homes' EMS (overrides the scenario's; see forecasters)",
+    )
     run.add_argument("--out", help="run directory (default: out/<scenario>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no KPI table")
     run.set_defaults(func=cmd_run)
@@ -330,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="run one scenario under several market designs")
     cmp_.add_argument("scenario", help="scenario TOML file or built-in name")
     cmp_.add_argument("--markets", required=True, help="comma-separated mechanism names")
+    cmp_.add_argument(
+        "--forecast",
+        help="forecaster of the homes' EMS (overrides the scenario's; see forecasters)",
+    )
     cmp_.add_argument("--out", help="output directory (default: out/<scenario>-compare)")
     cmp_.set_defaults(func=cmd_compare)
 
@@ -358,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("markets", help="list market mechanisms").set_defaults(func=cmd_markets)
     sub.add_parser("ems", help="list EMS policies").set_defaults(func=cmd_ems)
+    sub.add_parser("forecasters", help="list forecasters").set_defaults(func=cmd_forecasters)
     sub.add_parser("weather", help="list offline weather sources").set_defaults(func=cmd_weather)
     sub.add_parser("feeders", help="list built-in LV feeders").set_defaults(func=cmd_feeders)
     return parser

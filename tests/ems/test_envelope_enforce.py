@@ -1,6 +1,7 @@
-"""Every registered EMS policy, wrapped in `EnvelopedPolicy`, keeps each participant's net
-position inside its export and import limits wherever its battery, EV and PV can, without
-breaking any asset limit; with infinite limits it is the inner policy, bit for bit."""
+"""Every registered EMS policy, stepped inside per-slot limits (`step_within_limits`, as the
+lifecycle's bid and real-time steps do), keeps each participant's net position inside its
+export and import limits wherever its battery, EV and PV can, without breaking any asset limit;
+with infinite limits it is the policy alone, bit for bit."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import numpy as np
 import pytest
 
 from peergrid.assets import battery as battery_physics
-from peergrid.ems.base import Dispatch
+from peergrid.ems.base import Dispatch, PhysicalState, physical_of
 from peergrid.ems.driver import DISPATCH_FIELDS, run_policy
-from peergrid.ems.envelope import EnvelopedPolicy, enforce_envelope, with_state_of_charge
+from peergrid.ems.envelope import enforce_envelope
 from peergrid.ems.registry import make_policy, policy_names
-from peergrid.errors import InputError
 from tests.ems import ems_community as cm
 from tests.ems.ems_checks import check_battery, check_ev, check_jobs, check_thermal
 from tests.ems.ems_community import Community, net_of, random_community
@@ -45,9 +45,17 @@ def _run(
         comm.assets.n_participants,
         np.random.default_rng(seed),
     )
-    if limits is not None:
-        policy = EnvelopedPolicy(policy, *limits)
-    return run_policy(policy, comm.assets, comm.profiles, comm.retail, comm.feed_in, comm.dt_h)
+    exp, imp = limits if limits is not None else (None, None)
+    return run_policy(
+        policy,
+        comm.assets,
+        comm.profiles,
+        comm.retail,
+        comm.feed_in,
+        comm.dt_h,
+        export_limit_kwh=exp,
+        import_limit_kwh=imp,
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -106,15 +114,18 @@ def test_infinite_limits_reproduce_the_inner_policy(policy_name: str) -> None:
 
 
 @pytest.mark.parametrize("policy_name", policy_names())
-def test_delegates_to_the_inner_policy(policy_name: str) -> None:
-    inner: Any = make_policy(policy_name, _params(policy_name), 3, np.random.default_rng(0))
-    z = np.zeros((4, 3))
-    policy = EnvelopedPolicy(inner, z, z)
-    assert policy.name == inner.name == type(policy).name
-    assert policy.description == inner.description
-    assert policy.Params is inner.Params and policy.observes_market == inner.observes_market
-    assert policy.horizon_h == inner.horizon_h and policy.params is inner.params
-    assert isinstance(policy, EnvelopedPolicy) and policy.inner is inner
+def test_every_state_can_be_re_anchored(policy_name: str) -> None:
+    """`with_physical` (the typed protocol the limits and the lifecycle use) replaces the
+    states of charge and the indoor temperature and keeps everything else."""
+    comm = random_community(3, 4, 1, 0.5)
+    policy: Any = make_policy(policy_name, _params(policy_name), 4, np.random.default_rng(0))
+    state = policy.init_state(comm.assets)
+    phys = PhysicalState(np.full(4, 1.5), np.full(4, 2.5), np.full(4, 21.0))
+    moved = state.with_physical(phys)
+    assert type(moved) is type(state)
+    for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
+        np.testing.assert_array_equal(getattr(physical_of(moved), name), getattr(phys, name))
+    np.testing.assert_array_equal(state.battery_soc_kwh, comm.assets.battery.soc_initial_kwh)
 
 
 def _dispatch(**kw: float) -> Dispatch:
@@ -167,19 +178,3 @@ def test_worked_example_export_then_import() -> None:
     assert r.dispatch.battery_discharge_kwh[0] == pytest.approx(1.0)
     assert r.dispatch.net_kwh[0] == pytest.approx(-3.0)
     assert r.battery_soc_kwh[0] == 4.0 - r.dispatch.battery_discharge_kwh[0] / 0.95
-
-
-def test_invalid_limits_and_states_are_rejected() -> None:
-    inner: Any = make_policy("self-consumption", None, 3, np.random.default_rng(0))
-    z = np.zeros((4, 3))
-    with pytest.raises(InputError):
-        EnvelopedPolicy(inner, z, z[:, :2])
-    with pytest.raises(InputError):
-        EnvelopedPolicy(inner, -np.ones((4, 3)), z)
-    with pytest.raises(InputError):
-        EnvelopedPolicy(inner, z, np.full((4, 3), np.nan))
-    comm = random_community(1, 2, 1, 1.0)
-    with pytest.raises(InputError):
-        EnvelopedPolicy(inner, z, z).init_state(comm.assets)  # 3 limits, 2 participants
-    with pytest.raises(TypeError):
-        with_state_of_charge(object(), np.zeros(1), np.zeros(1))

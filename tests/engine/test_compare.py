@@ -12,6 +12,7 @@ import pytest
 from peergrid.cli import main
 from peergrid.engine.compare import compare
 from peergrid.errors import InputError
+from peergrid.rundir import write_comparison
 
 from .conftest import small_scenario
 
@@ -25,7 +26,7 @@ def test_designs_share_community_data_and_baseline(tmp_path: Path) -> None:
     table = comp.table()
     assert list(table["market"]) == ["sdr", "uniform"]
     assert set(table["family"]) == {"community"}
-    out = comp.save(tmp_path / "cmp")
+    out = write_comparison(comp, tmp_path / "cmp")
     for name in (
         "compare.html",
         "kpis.csv",

@@ -10,6 +10,7 @@ import peergrid
 from peergrid.engine.network import bus_injections
 from peergrid.engine.result import SimulationResult
 from peergrid.network.powerflow import pandapower_flow
+from peergrid.rundir.run import report_html
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_charges_and_losses_add_up(run: SimulationResult) -> None:
 
 
 def test_the_report_states_both_runs(run: SimulationResult) -> None:
-    page = run.report_html()
+    page = report_html(run)
     free = run.summary["network"]["unconstrained"]
     assert "Network rules against unconstrained P2P" in page
     section = page[page.index('id="network-rules"') :]

@@ -23,6 +23,7 @@ from peergrid.engine.simulate import simulate
 from peergrid.errors import InputError
 from peergrid.network.feeders import load_network
 from peergrid.network.mapping import assign_buses
+from peergrid.rundir import write_run
 from peergrid.scenario.load import load_scenario
 from peergrid.scenario.schema import Scenario
 from tests.engine.conftest import small_scenario
@@ -46,7 +47,7 @@ def with_network(sc: Scenario, **network: Any) -> Scenario:
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResult, Path]:
     sc = with_network(small_scenario(n=10, days=1, market="uniform"))
     result = simulate(sc)
-    out = result.save(tmp_path_factory.mktemp("net") / "run")
+    out = write_run(result, tmp_path_factory.mktemp("net") / "run")
     return result, out
 
 

@@ -11,7 +11,10 @@ import pytest
 
 from peergrid import load_scenario, simulate
 from peergrid.engine.result import SimulationResult
+from peergrid.engine.series import TIMESERIES_COLUMNS
 from peergrid.errors import InputError
+from peergrid.rundir import run as rundir_run
+from peergrid.rundir import write_run
 
 from .conftest import small_scenario
 
@@ -38,31 +41,23 @@ SUMMARY_KEYS = [
     "kpi.peak_to_average",
     "kpi.fairness_jain",
     "kpi.participants_worse_off",
+    "forecast.method",
+    "forecast.demand_mae_kwh",
+    "forecast.generation_mae_kwh",
+    "forecast.skill_vs_persistence",
+    "settlement.deviation_rule",
+    "settlement.gate_closure",
+    "cost.perfect_foresight_total",
+    "cost.forecast_error_cost",
 ]
-TS_COLUMNS = [
-    "slot_start",
-    "participant",
-    "demand_kwh",
-    "generation_kwh",
-    "storage_charge_kwh",
-    "storage_discharge_kwh",
-    "net_kwh",
-    "grid_import_kwh",
-    "grid_export_kwh",
-    "p2p_bought_kwh",
-    "p2p_sold_kwh",
-    "p2p_buy_price",
-    "p2p_sell_price",
-    "battery_soc_end_kwh",
-    "ev_soc_end_kwh",
-]
+TS_COLUMNS = ["slot_start", "participant", *TIMESERIES_COLUMNS, "ev_plugged"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResult, Path]:
     result = simulate(small_scenario(n=5))
     out = tmp_path_factory.mktemp("runs") / "r1"
-    result.save(out)
+    write_run(result, out)
     return result, out
 
 
@@ -88,7 +83,7 @@ def test_files_and_summary_keys(run: tuple[SimulationResult, Path]) -> None:
 def test_timeseries_columns_and_identities_on_disk(run: tuple[SimulationResult, Path]) -> None:
     result, out = run
     ts = pd.read_parquet(out / "timeseries.parquet")
-    assert list(ts.columns[: len(TS_COLUMNS)]) == TS_COLUMNS
+    assert list(ts.columns) == TS_COLUMNS
     assert len(ts) == result.summary["slots"] * result.summary["participants"]
     assert str(ts["slot_start"].dt.tz) == "UTC"
     a = ts["net_kwh"] - (
@@ -135,12 +130,12 @@ def test_interrupted_save_leaves_nothing_that_looks_complete(
 ) -> None:
     result, _ = run
 
-    def boom(self: SimulationResult) -> str:
+    def boom(result: SimulationResult) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(SimulationResult, "report_html", boom)
+    monkeypatch.setattr(rundir_run, "report_html", boom)
     with pytest.raises(KeyboardInterrupt):
-        result.save(tmp_path / "r2")
+        write_run(result, tmp_path / "r2")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -149,15 +144,15 @@ def test_save_replaces_an_old_run_but_not_a_foreign_folder(
 ) -> None:
     result, _ = run
     target = tmp_path / "r"
-    result.save(target)
+    write_run(result, target)
     (target / "stale.txt").write_text("old")
-    result.save(target)
+    write_run(result, target)
     assert not (target / "stale.txt").exists()
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     with pytest.raises(InputError, match="not a peergrid run directory"):
-        result.save(foreign)
+        write_run(result, foreign)
     assert (foreign / "thesis.tex").read_text() == "precious"
 
 
@@ -166,7 +161,7 @@ def test_every_policy_and_mechanism_round_trips_through_the_resolved_file(
     tmp_path: Path, market: str, ems: str
 ) -> None:
     result = simulate(small_scenario(n=4, market=market, ems=ems))
-    out = result.save(tmp_path / "r")
+    out = write_run(result, tmp_path / "r")
     again = simulate(load_scenario(out / "scenario.resolved.toml"))
     assert again.summary["cost"] == result.summary["cost"]
     assert again.scenario.ems == result.scenario.ems

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peergrid.markets.base import ClearingResult, Side
-from peergrid.settlement.slot import orders_from_net, retailer_only_cost, settle_slot
+from peergrid.settlement.slot import commit, orders_from_net, retailer_only_cost, settle_slot
 
 
 def test_orders_one_per_non_zero_participant() -> None:
@@ -35,7 +35,7 @@ def test_settlement_identity_and_money(net: list[float], frac: float, retail: fl
     )
     price = np.where(filled > 0, (retail + feed_in) / 2, np.nan)
     res = ClearingResult(filled_kwh=filled, price=price)
-    s = settle_slot(n, book, res, retail, feed_in)
+    s = settle_slot(commit(book, res, n.size, retail, feed_in), n, retail, feed_in)
     lhs = s.grid_export_kwh + s.p2p_sold_kwh - s.grid_import_kwh - s.p2p_bought_kwh
     assert np.allclose(lhs, n, atol=1e-9, rtol=0)
     assert abs(s.p2p_bought_kwh.sum() - s.p2p_sold_kwh.sum()) < 1e-9

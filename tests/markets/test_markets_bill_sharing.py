@@ -22,7 +22,7 @@ from peergrid.markets.bill_sharing import (
     community_grid_bill,
     net_totals,
 )
-from peergrid.settlement.slot import orders_from_net, retailer_only_cost, settle_slot
+from peergrid.settlement.slot import commit, orders_from_net, retailer_only_cost, settle_slot
 
 # Long et al. 2017's grid prices [p/kWh].
 RETAIL = 15.0
@@ -68,7 +68,7 @@ def test_slot_mechanism_is_provisional_and_the_period_bill_is_the_real_one() -> 
         result = mech.clear(book, MarketContext(retail_price=RETAIL, feed_in_price=FEED_IN))
         assert (result.buy_price, result.sell_price) == (p_import, p_export)
         np.testing.assert_array_equal(result.price[result.filled_kwh > 0.0], 0.0)
-        settled = settle_slot(net, book, result, RETAIL, FEED_IN)
+        settled = settle_slot(commit(book, result, 3, RETAIL, FEED_IN), net, RETAIL, FEED_IN)
         # each order's all-in cost is its quantity at the single-slot price
         np.testing.assert_allclose(
             settled.cost,

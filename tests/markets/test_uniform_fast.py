@@ -415,7 +415,7 @@ def test_random_books_match_the_reference(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_large_books_match_the_reference(seed: int) -> None:
-    # above _LARGE_BOOK, so both implementations take their large-book paths
+    # above LARGE_BOOK, so both implementations take their large-book paths
     rng = np.random.default_rng(100 + seed)
     for n in (4097, int(rng.integers(5_000, 40_000))):
         check_book(random_book(n, rng), RULES[seed % 3])

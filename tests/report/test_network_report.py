@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import json
 import re
 import struct
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from peergrid.engine.result import SimulationResult
+from peergrid.engine.simulate import simulate
+from peergrid.network.kpi import worst_buses
 from peergrid.report import network as nw
 from peergrid.report.network import NetworkCase, NetworkReportData, network_section
+from peergrid.rundir import write_run
+from peergrid.rundir.run import _network_report
+from peergrid.scenario.load import load_scenario
+from peergrid.scenario.schema import Scenario
 
 V_MIN, V_MAX, MAX_LOADING = 0.94, 1.10, 100.0
 
@@ -189,29 +199,16 @@ def _table_after(parsed: _Structure, heading: str) -> list[list[str]]:
 
 def test_kpis_count_the_hand_placed_violations() -> None:
     data = _known()
-    kpis = nw.network_kpis(
-        data.p2p, dt_h=0.25, v_min_pu=V_MIN, v_max_pu=V_MAX, max_loading_pct=MAX_LOADING
-    )
+    kpis = nw.case_kpis(data, data.p2p)
     assert kpis.overvoltage_slots == 2  # slots 2 and 3; 1.10 exactly is within the limit
     assert kpis.undervoltage_slots == 2  # slots 3 and 6
     assert kpis.voltage_violation_slots == 3  # slot 3 has both kinds: counted once
     assert kpis.overload_slots == 2  # slots 2 and 5; 100 % exactly is within the limit
-    assert kpis.v_max_pu == pytest.approx(1.15)
-    assert kpis.v_min_pu == pytest.approx(0.90)
+    assert kpis.max_voltage_pu == pytest.approx(1.15)
+    assert kpis.min_voltage_pu == pytest.approx(0.90)
     assert kpis.max_loading_pct == pytest.approx(120.0)
     assert kpis.losses_kwh == pytest.approx(8 * 2.0 * 0.25)
     assert kpis.curtailed_kwh == pytest.approx(0.5)
-
-
-def test_values_held_at_a_limit_are_not_violations() -> None:
-    # float32 storage moves 1.10 to 1.1000000238; an envelope holding a bus at the limit, or a
-    # flow at its rating, must not count, while a real excursion of 1e-5 does.
-    v = np.array([[V_MAX + 5e-7, V_MIN - 5e-7], [V_MAX, V_MIN], [V_MAX + 1e-5, V_MIN - 1e-5]])
-    load = np.array([[MAX_LOADING + 1e-6], [MAX_LOADING], [MAX_LOADING + 1e-3]])
-    kpis = nw.network_kpis(
-        _case(v, load), dt_h=0.25, v_min_pu=V_MIN, v_max_pu=V_MAX, max_loading_pct=MAX_LOADING
-    )
-    assert (kpis.overvoltage_slots, kpis.undervoltage_slots, kpis.overload_slots) == (1, 1, 1)
 
 
 def test_kpi_table_shows_the_counts_and_changes(known_fragment: str) -> None:
@@ -226,20 +223,6 @@ def test_kpi_table_shows_the_counts_and_changes(known_fragment: str) -> None:
     # Losses 8 x 2 kW x 0.25 h = 4 kWh against 8 x 3 x 0.25 = 6 kWh.
     assert rows["Network losses"][:3] == ["4.00 kWh", "6.00 kWh", "\u22122.00 kWh (\u221233.3 %)"]
     assert rows["Curtailed generation"][:3] == ["0.50 kWh", "0 kWh", "+0.50 kWh"]
-
-
-def test_worst_buses_are_ranked_with_ties_in_feeder_order() -> None:
-    v = np.array(
-        [
-            [1.00, 1.05, 1.02, 1.05, 0.97],
-            [1.01, 1.00, 1.08, 0.95, 0.97],
-        ]
-    )
-    np.testing.assert_array_equal(nw.worst_buses(v, 3, high=True), [2, 1, 3])
-    np.testing.assert_array_equal(nw.worst_buses(v, 10, high=False), [3, 4, 0, 1, 2])
-    with_nan = v.copy()
-    with_nan[:, 2] = np.nan  # a bus with no value ranks last, and no warning is raised
-    np.testing.assert_array_equal(nw.worst_buses(with_nan, 5, high=True), [1, 3, 0, 4, 2])
 
 
 def test_worst_bus_and_branch_tables_follow_the_ranking(known_fragment: str) -> None:
@@ -435,14 +418,12 @@ def test_non_converged_slots_are_ignored() -> None:
     load = np.array(data.p2p.loading_pct)
     load[0, :] = np.nan
     p2p = NetworkCase(v, load, data.p2p.losses_kw, data.p2p.curtailed_kwh)
-    kpis = nw.network_kpis(
-        p2p, dt_h=0.25, v_min_pu=V_MIN, v_max_pu=V_MAX, max_loading_pct=MAX_LOADING
-    )
+    kpis = nw.case_kpis(data, p2p)
     assert kpis.voltage_violation_slots == 3
     assert kpis.overload_slots == 2
-    assert kpis.v_max_pu == pytest.approx(1.15)
+    assert kpis.max_voltage_pu == pytest.approx(1.15)
     assert kpis.max_loading_pct == pytest.approx(120.0)
-    np.testing.assert_array_equal(nw.worst_buses(v, 4, high=True), [3, 1, 2, 0])
+    np.testing.assert_array_equal(worst_buses(v, 4, high=True), [3, 1, 2, 0])
     cols = nw.heatmap_columns(v, 4, v_min_pu=V_MIN, v_max_pu=V_MAX)
     assert np.isfinite(cols).all()  # a block with some values keeps them
 
@@ -518,3 +499,57 @@ def test_a_year_on_130_buses_renders_fast_and_small() -> None:
     assert _kpi(parsed)["Slots with over-voltage"][0].startswith(
         f"{int(np.any(data.p2p.v_pu > V_MAX, axis=1).sum()):,} "
     )
+
+
+# --- a run on a feeder: the report states summary.json's figures ---------------------------
+
+
+@pytest.fixture(scope="module")
+def feeder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResult, Path]:
+    """The built-in high-PV feeder on its sunniest day without envelopes: both cases break the
+    voltage and loading limits (one day, about a second)."""
+    sc = load_scenario("high-pv")
+    data = sc.model_dump(mode="python", exclude_none=True)
+    data["time"] |= {"start": dt.date(2024, 6, 18), "days": 1}
+    data["network"] |= {"envelopes": "none", "compare_unconstrained": False}
+    result = simulate(Scenario.model_validate(data))
+    return result, write_run(result, tmp_path_factory.mktemp("feeder") / "run")
+
+
+def _first_number(cell: str) -> float:
+    return float(cell.split(maxsplit=1)[0].replace(",", "").replace("\u2212", "-"))
+
+
+def test_report_states_the_summary_figures_of_a_feeder_run(
+    feeder_run: tuple[SimulationResult, Path],
+) -> None:
+    result, out = feeder_run
+    net = json.loads((out / "summary.json").read_text())["network"]
+    assert net["voltage_violation_slots"] > 0 and net["overload_slots"] > 0  # a real test
+    page = (out / "report.html").read_text()
+    start = page.index(f'<section><h2 id="{nw.ANCHOR}">')
+    rows = _kpi(_parse(page[start : page.index("</section>", start) + len("</section>")]))
+    for column, case in ((0, net), (1, net["baseline"])):
+        for label, key in (
+            ("Slots with over-voltage", "overvoltage_slots"),
+            ("Slots with under-voltage", "undervoltage_slots"),
+            ("Slots with a voltage violation", "voltage_violation_slots"),
+            ("Slots with an overload", "overload_slots"),
+        ):
+            assert _first_number(rows[label][column]) == case[key], (label, column)
+        for label, key, digits in (
+            ("Lowest voltage", "min_voltage_pu", 4),
+            ("Highest voltage", "max_voltage_pu", 4),
+            ("Highest loading", "max_loading_pct", 1),
+            ("Network losses", "losses_kwh", 1),
+            ("Curtailed generation", "curtailed_kwh", 2),
+        ):
+            shown = _first_number(rows[label][column])
+            assert shown == pytest.approx(case[key], abs=0.51 * 10**-digits), (label, column)
+    # The arrays the report draws (float32) give the same counts through the same function.
+    data = _network_report(result)
+    for case, block in ((data.p2p, net), (data.baseline, net["baseline"])):
+        kpis = nw.case_kpis(data, case).summary()
+        for key in ("voltage_violation_slots", "undervoltage_slots", "overload_slots"):
+            assert kpis[key] == block[key], key
+        assert kpis["max_voltage_pu"] == pytest.approx(block["max_voltage_pu"], abs=2e-5)

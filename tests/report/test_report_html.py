@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from peergrid.report.html import ReportData, format_change, format_value, render_report
+from peergrid.report.format import format_change, format_value
+from peergrid.report.html import ReportData, render_report
 
 # The `make_data` fixture (conftest.py) builds synthetic report data; it is not imported from
 # conftest because several test folders have one.
@@ -113,24 +114,6 @@ def test_kpi_table_shows_values_with_units_and_baseline(make_data: MakeData) -> 
     assert "kWh</td>" in page and "EUR</td>" in page and " %</td>" in page
     # A baseline value gets its own column in the row of its P2P value, not a row of its own.
     assert "Baseline grid import" not in page
-
-
-def test_format_value_and_change() -> None:
-    assert format_value(1234.567, "kWh", "EUR") == "1,235 kWh"
-    assert format_value(12.34, "kW", "EUR") == "12.3 kW"
-    assert format_value(-3.5, "currency", "EUR") == "\u22123.50 EUR"
-    assert format_value(0.7345, "frac", "EUR") == "73.5 %"
-    assert format_value(float("nan"), "kWh", "EUR") == "n/a"
-    assert format_value(None, "kWh", "EUR") == "n/a"
-    assert format_value(True, "", "EUR") == "yes"
-    assert format_value(7, "count", "EUR") == "7"
-    assert format_change(80.0, 100.0, "kWh", "EUR") == "\u221220.0 kWh (\u221220.0 %)"
-    assert format_change(0.5, 0.4, "frac", "EUR") == "+10.0 pp"
-    assert format_change(5.0, 0.0, "kW", "EUR") == "+5.00 kW"
-    assert format_change(5.0, 5.0, "kW", "EUR") == "no change"
-    assert format_value(-0.004, "currency", "EUR") == "0.00 EUR"
-    assert format_value(0.25, "currency/kWh", "EUR") == "0.25 EUR/kWh"
-    assert format_value("dist-flow", "kWh", "EUR") == "dist-flow"
 
 
 def test_user_text_is_escaped(make_data: MakeData) -> None:

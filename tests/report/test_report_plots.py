@@ -11,6 +11,7 @@ import matplotlib.dates as mdates
 import numpy as np
 import pytest
 
+from peergrid.metrics.kpi import participants_worse_off
 from peergrid.report import plots
 from peergrid.report.html import ReportData
 from peergrid.timegrid import make_grid
@@ -54,7 +55,7 @@ def test_bin_statistics_ignore_nan_without_warnings() -> None:
 def test_hour_of_day_mean_uses_local_clock() -> None:
     grid = make_grid(dt.date(2024, 7, 1), 2, 30, "Europe/Berlin")
     values = grid.local_hour.copy()  # each slot holds its local clock time [h]
-    mean = plots.hour_of_day_mean(values, grid)
+    mean = plots.hour_of_day_mean(values, grid.local_hour)
     np.testing.assert_allclose(mean, np.arange(24) + 0.25)
 
 
@@ -90,6 +91,15 @@ def test_bills_with_odd_names_render_without_mathtext_or_glyph_warnings() -> Non
     fig = plots.bills_figure(names, np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4), "€")
     svg = plots.figure_to_svg(fig, "b-")
     assert svg.startswith("<svg")
+
+
+def test_savings_figure_counts_the_worse_off_as_the_summary_does() -> None:
+    # a saving of -1e-12 is rounding noise: the summary's KPI does not count it, nor the figure
+    saving = np.array([-1e-12, -2.0, 3.0])
+    fig = plots.savings_figure(saving, "EUR")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert f"{participants_worse_off(saving)} of 3 worse off" in texts
+    assert "1 of 3 worse off" in texts
 
 
 def test_figure_to_svg_is_inline_ready() -> None:

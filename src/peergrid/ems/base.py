@@ -11,7 +11,8 @@ Arrays are across participants, length P; forecast arrays are (H, P) with row 0 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from functools import cached_property
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,15 +55,28 @@ class SlotInputs:
 @dataclass(frozen=True, eq=False)
 class Forecast:
     """What the EMS expects from this slot on: H rows, row 0 = this slot (H may shrink at the end
-    of a run). The simulator passes the realised values (perfect foresight); a live platform
-    passes its forecasts."""
+    of a run), as known at the gate closure the plan is made for: demand, PV and temperature
+    from the run's forecaster (`forecast/`), the EV plug-in schedule as the users declared it,
+    the tariff, and the network operator's limits where it sets any.
 
-    base_demand_kwh: FloatArray  # (H, P)
-    pv_kwh: FloatArray  # (H, P)
-    temp_out_c: FloatArray  # (H,)
-    ev_plugged: BoolArray  # (H, P)
-    retail_price: FloatArray  # (H,)
-    feed_in_price: FloatArray  # (H,)
+    Attributes:
+        base_demand_kwh: expected inflexible consumption, (H, P) [kWh].
+        pv_kwh: expected PV generation, (H, P) [kWh].
+        temp_out_c: expected outdoor temperature, (H,) [°C].
+        ev_plugged: EV plugged in at home, (H, P).
+        retail_price, feed_in_price: the tariff, (H,) [currency/kWh].
+        export_limit_kwh, import_limit_kwh: the operator's limits at each connection point,
+            (H, P) [kWh per slot], +inf for none; None without limits.
+    """
+
+    base_demand_kwh: FloatArray
+    pv_kwh: FloatArray
+    temp_out_c: FloatArray
+    ev_plugged: BoolArray
+    retail_price: FloatArray
+    feed_in_price: FloatArray
+    export_limit_kwh: FloatArray | None = None
+    import_limit_kwh: FloatArray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +99,7 @@ class Dispatch:
     buy_limit_price: FloatArray  # most the participant pays in the market [currency/kWh]
     sell_limit_price: FloatArray  # least it accepts [currency/kWh]
 
-    @property
+    @cached_property
     def net_kwh(self) -> FloatArray:
         """Net export at the connection point (export positive) [kWh]."""
         return (
@@ -98,8 +112,25 @@ class Dispatch:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class PhysicalState:
+    """The measurable state of every participant's assets at a slot boundary, (P,) each.
+
+    Attributes:
+        battery_soc_kwh: home-battery state of charge [kWh].
+        ev_soc_kwh: EV state of charge [kWh].
+        indoor_temp_c: indoor temperature [°C].
+    """
+
+    battery_soc_kwh: FloatArray
+    ev_soc_kwh: FloatArray
+    indoor_temp_c: FloatArray
+
+
+@runtime_checkable
 class EmsState(Protocol):
-    """State a policy carries from slot to slot. Every policy's state exposes at least these."""
+    """State a policy carries from slot to slot: a frozen value. Every policy's state exposes
+    the physical state it believes in and can be re-anchored to a measured one."""
 
     @property
     def battery_soc_kwh(self) -> FloatArray: ...
@@ -108,6 +139,16 @@ class EmsState(Protocol):
     @property
     def indoor_temp_c(self) -> FloatArray: ...
 
+    def with_physical(self, physical: PhysicalState) -> Self:
+        """The same state with these states of charge and indoor temperatures (the measured
+        ones, or a plan re-anchored to them); plans and queues are kept."""
+        ...
+
+
+def physical_of(state: EmsState) -> PhysicalState:
+    """The physical part of a policy state."""
+    return PhysicalState(state.battery_soc_kwh, state.ev_soc_kwh, state.indoor_temp_c)
+
 
 class EmsParams(BaseModel):
     """Base of every policy's parameter model: unknown keys are an error."""
@@ -115,8 +156,12 @@ class EmsParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EmsPolicy(Protocol):
-    """An EMS policy. One module per policy under `ems/`, registered in `ems/registry.py`."""
+S = TypeVar("S", bound=EmsState)
+
+
+class EmsPolicy(Protocol[S]):
+    """An EMS policy with state type `S`. One module per policy under `ems/`, registered in
+    `ems/registry.py`."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -132,11 +177,19 @@ class EmsPolicy(Protocol):
         """The validated parameters this policy runs with."""
         ...
 
-    def init_state(self, assets: AssetParams) -> Any: ...
+    def init_state(self, assets: AssetParams) -> S: ...
 
     def step(
-        self, state: Any, inputs: SlotInputs, forecast: Forecast, assets: AssetParams
-    ) -> tuple[Any, Dispatch]: ...
+        self, state: S, inputs: SlotInputs, forecast: Forecast, assets: AssetParams
+    ) -> tuple[S, Dispatch]: ...
+
+
+@runtime_checkable
+class PlansWithNetwork(Protocol):
+    """Optional capability of a policy: it schedules with the feeder's constraints (the
+    coordinated scheduler). `with_network` returns a configured copy."""
+
+    def with_network(self, network: Any) -> Self: ...
 
 
 def slot_view(

@@ -10,14 +10,16 @@ an EV arriving, a job window opening) when nothing happens.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 from pydantic import Field
 
 from peergrid.assets import ev, shiftable, thermal
 from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray
-from peergrid.ems.base import Dispatch, EmsParams, Forecast, SlotInputs
+from peergrid.ems.base import Dispatch, EmsParams, Forecast, PhysicalState, SlotInputs
 from peergrid.ems.bidding import BiddingParams, BidFactors, limit_prices
 
 NO_SLOT = np.iinfo(np.int64).max  # "never" for scalar slot indices
@@ -507,6 +509,15 @@ class PolicyState:
         """Start slot of every job so far, −1 where it has not started, (J,)."""
         n_jobs = self.constants.n_jobs if self.constants is not None else 0
         return self.jobs.start_slots(n_jobs)
+
+    def with_physical(self, physical: PhysicalState) -> Self:
+        """This state with the given states of charge and indoor temperatures."""
+        return dataclasses.replace(
+            self,
+            battery_soc_kwh=physical.battery_soc_kwh,
+            ev_soc_kwh=physical.ev_soc_kwh,
+            indoor_temp_c=physical.indoor_temp_c,
+        )
 
 
 def initial_state(assets: AssetParams) -> PolicyState:

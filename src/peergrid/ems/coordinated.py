@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -51,7 +51,7 @@ from peergrid.coordination.network import NetworkConstraints
 from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
 from peergrid.coordination.rolling import block_starts
 from peergrid.coordination.schedule import schedule
-from peergrid.ems.base import Dispatch, EmsParams, Forecast, SlotInputs
+from peergrid.ems.base import Dispatch, EmsParams, Forecast, PhysicalState, SlotInputs
 from peergrid.ems.common import Constants, build_constants, ev_arrival, thermal_terms
 
 _TINY_KWH = 1e-9  # requests below this are solver noise [kWh]
@@ -173,6 +173,15 @@ class CoordinatedState:
     def job_start_slot(self) -> IntArray:
         """Start slot of every run so far, −1 where it has not started, (J,)."""
         return self.job_starts.copy()
+
+    def with_physical(self, physical: PhysicalState) -> Self:
+        """This state with the given states of charge and indoor temperatures."""
+        return replace(
+            self,
+            battery_soc_kwh=physical.battery_soc_kwh,
+            ev_soc_kwh=physical.ev_soc_kwh,
+            indoor_temp_c=physical.indoor_temp_c,
+        )
 
 
 def _forecast_trips(plugged: np.ndarray, estimate_kwh: FloatArray) -> FloatArray:

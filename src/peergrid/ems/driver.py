@@ -12,6 +12,7 @@ import numpy as np
 
 from peergrid.assets.params import AssetParams, FloatArray, Profiles
 from peergrid.ems.base import Dispatch, EmsPolicy, slot_view
+from peergrid.ems.envelope import step_within_limits
 
 DISPATCH_FIELDS = (
     "demand_kwh",
@@ -28,20 +29,24 @@ DISPATCH_FIELDS = (
 )
 
 
-def horizon_slots(policy: EmsPolicy, dt_h: float) -> int:
+def horizon_slots(policy: EmsPolicy[Any], dt_h: float) -> int:
     """Forecast rows the policy asks for [slots], at least 1."""
     return max(1, round(policy.horizon_h / dt_h))
 
 
 def run_policy(
-    policy: EmsPolicy,
+    policy: EmsPolicy[Any],
     assets: AssetParams,
     profiles: Profiles,
     retail: FloatArray,
     feed_in: FloatArray,
     dt_h: float,
+    *,
+    export_limit_kwh: FloatArray | None = None,
+    import_limit_kwh: FloatArray | None = None,
 ) -> dict[str, Any]:
-    """Step `policy` through every slot with perfect-foresight forecasts.
+    """Step `policy` through every slot with perfect-foresight forecasts, inside per-slot
+    export and import limits (T, P) [kWh] where given (`envelope.step_within_limits`).
 
     Returns:
         The `Dispatch` fields as (T, P) arrays; the states `battery_soc_kwh`, `ev_soc_kwh` and
@@ -60,7 +65,9 @@ def run_policy(
     for t in range(n_slots):
         inputs, forecast = slot_view(profiles, retail, feed_in, t, horizon, dt_h)
         t0 = time.perf_counter()
-        state, d = policy.step(state, inputs, forecast, assets)
+        exp = None if export_limit_kwh is None else export_limit_kwh[t]
+        imp = None if import_limit_kwh is None else import_limit_kwh[t]
+        state, d = step_within_limits(policy, state, inputs, forecast, assets, exp, imp)
         step_s += time.perf_counter() - t0
         _store(out, d, t)
         soc_b[t + 1], soc_e[t + 1], temp[t + 1] = (

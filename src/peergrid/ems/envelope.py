@@ -1,10 +1,10 @@
 """Export and import limits at every connection point, respected by every EMS policy.
 
-`EnvelopedPolicy` wraps any registered policy with per-slot, per-participant limits (a static
-export limit or the network operator's dynamic operating envelopes, `network/envelope.py`,
-as kWh per slot) and, after the inner policy's step, brings each participant's net position
-(`Dispatch.net_kwh`, export positive) into [−import limit, export limit] with
-`enforce_envelope`:
+The network operator's limits (a static export or import cap, or its dynamic operating
+envelopes, `network/envelope.py`, as kWh per slot and participant) are inputs of the lifecycle's
+`bid` and `deliver` phases (`engine/lifecycle.py`): after a policy's step, and again on the
+actual flows at delivery, `enforce_envelope` brings each participant's net position
+(`Dispatch.net_kwh`, export positive) into [−import limit, export limit]:
 
 - **Export above the limit**: discharge the battery less, then the EV (v2h) less, then charge
   the battery more from the surplus (within its power and SoC limits, only where it is not
@@ -19,10 +19,9 @@ as kWh per slot) and, after the inner policy's step, brings each participant's n
 Demand, thermal load, appliance runs and EV charging are never changed, so comfort, job
 windows and EV departure targets stay what the inner policy made them.
 
-The inner policy's state carries the new battery and EV states of charge
-(`dataclasses.replace` on `battery_soc_kwh` / `ev_soc_kwh`, through `inner` for a state that
-wraps another, as `stackelberg`'s), so the next step starts from what really happened. What
-each registered policy plans ahead is left as it is, and stays valid:
+The policy's state takes the new battery and EV states of charge (`EmsState.with_physical`), so
+the next step starts from what really happened. What each registered policy plans ahead is
+left as it is, and stays valid:
 
 - `self-consumption`: no plan.
 - `price-aware`: the battery plan is a reserve per slot, compared with the current SoC each
@@ -30,7 +29,7 @@ each registered policy plans ahead is left as it is, and stays valid:
   needed after a v2h discharge was cut — the EV then charges at most to its target anyway.
 - `coordinated`: the plan is a trajectory of states that the policy tracks from the actual
   state each slot, so a deviation is recovered in the next slots (within the limits, which
-  this wrapper enforces again).
+  the lifecycle enforces again).
 - `stackelberg`: the follower's state is updated as `price-aware`'s; the leader's price plan
   was found with unconstrained followers and is not recomputed.
 """
@@ -39,14 +38,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import TypeVar
 
 import numpy as np
 
 from peergrid.assets import battery, ev
 from peergrid.assets.params import AssetParams, BoolArray, FloatArray
-from peergrid.ems.base import Dispatch, EmsParams, EmsPolicy, Forecast, SlotInputs
-from peergrid.errors import InputError
+from peergrid.ems.base import Dispatch, EmsPolicy, EmsState, Forecast, PhysicalState, SlotInputs
+
+S = TypeVar("S", bound=EmsState)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -171,113 +171,38 @@ def enforce_envelope(
     return Enforced(out, soc_b, soc_e, bat_changed | ev_changed | (gen != d.generation_kwh))
 
 
-def with_state_of_charge(state: Any, battery_soc_kwh: FloatArray, ev_soc_kwh: FloatArray) -> Any:
-    """A policy state with other battery and EV states of charge (`dataclasses.replace`; a
-    state that wraps another one in `inner`, as `stackelberg`'s, is updated inside)."""
-    if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        names = {f.name for f in dataclasses.fields(state)}
-        if {"battery_soc_kwh", "ev_soc_kwh"} <= names:
-            return dataclasses.replace(
-                state, battery_soc_kwh=battery_soc_kwh, ev_soc_kwh=ev_soc_kwh
-            )
-        if "inner" in names:
-            inner = with_state_of_charge(state.inner, battery_soc_kwh, ev_soc_kwh)  # type: ignore[attr-defined]
-            return dataclasses.replace(state, inner=inner)
-    raise TypeError(
-        f"cannot set the state of charge of a {type(state).__name__}: it needs dataclass "
-        "fields battery_soc_kwh and ev_soc_kwh (or an `inner` state that has them)"
+def step_within_limits(
+    policy: EmsPolicy[S],
+    state: S,
+    inputs: SlotInputs,
+    window: Forecast,
+    assets: AssetParams,
+    export_limit_kwh: FloatArray | None,
+    import_limit_kwh: FloatArray | None,
+) -> tuple[S, Dispatch]:
+    """One policy step, its dispatch brought inside the slot's network limits
+    (`enforce_envelope`) and the state's states of charge set to what that dispatch does."""
+    new, d = policy.step(state, inputs, window, assets)
+    if export_limit_kwh is None or import_limit_kwh is None:
+        return new, d
+    net = d.net_kwh
+    if not ((net > export_limit_kwh).any() or (-net > import_limit_kwh).any()):
+        return new, d
+    ev_start = state.ev_soc_kwh
+    if np.count_nonzero(inputs.ev_trip_kwh):
+        ev_start = ev.apply_trip(ev_start, inputs.ev_trip_kwh)[0]
+    r = enforce_envelope(
+        d,
+        export_limit_kwh=export_limit_kwh,
+        import_limit_kwh=import_limit_kwh,
+        battery_soc_start_kwh=state.battery_soc_kwh,
+        battery_soc_end_kwh=new.battery_soc_kwh,
+        ev_soc_start_kwh=ev_start,
+        ev_soc_end_kwh=new.ev_soc_kwh,
+        assets=assets,
+        dt_h=inputs.dt_h,
     )
-
-
-class EnvelopedPolicy:
-    """An EMS policy whose every dispatch respects per-slot export and import limits.
-
-    `EnvelopedPolicy(inner, export_limit_kwh, import_limit_kwh)` with limits (T, P) [kWh per
-    slot], ≥ 0, +inf for none, indexed by `inputs.t`. It has the inner policy's name,
-    description, parameters, horizon and state (the class attributes are copied to a subclass
-    made per inner policy, so the `EmsPolicy` protocol's class variables hold).
-    """
-
-    name: ClassVar[str] = "enveloped"
-    description: ClassVar[str] = "a policy held inside export and import limits"
-    Params: ClassVar[type[EmsParams]] = EmsParams
-    observes_market: ClassVar[bool] = False
-
-    def __new__(
-        cls, inner: EmsPolicy, export_limit_kwh: FloatArray, import_limit_kwh: FloatArray
-    ) -> Self:
-        del export_limit_kwh, import_limit_kwh
-        bound = type(
-            f"Enveloped{type(inner).__name__}",
-            (cls,),
-            {
-                "name": inner.name,
-                "description": inner.description,
-                "Params": inner.Params,
-                "observes_market": inner.observes_market,
-                "__module__": cls.__module__,
-            },
-        )
-        policy: Self = super().__new__(bound)
-        return policy
-
-    def __init__(
-        self, inner: EmsPolicy, export_limit_kwh: FloatArray, import_limit_kwh: FloatArray
-    ) -> None:
-        exp = np.asarray(export_limit_kwh, dtype=np.float64)
-        imp = np.asarray(import_limit_kwh, dtype=np.float64)
-        if exp.ndim != 2 or exp.shape != imp.shape:
-            raise InputError(
-                "envelope: export and import limits must both be (slots, participants) "
-                f"(got {exp.shape} and {imp.shape})"
-            )
-        for what, a in (("export", exp), ("import", imp)):
-            if not (a >= 0.0).all():  # also rejects nan
-                raise InputError(f"envelope: {what} limits must be >= 0 kWh (or +inf)")
-        self.inner = inner
-        self.horizon_h = inner.horizon_h
-        self.export_limit_kwh = exp
-        self.import_limit_kwh = imp
-
-    @property
-    def params(self) -> EmsParams:
-        return self.inner.params
-
-    def init_state(self, assets: AssetParams) -> Any:
-        if assets.n_participants != self.export_limit_kwh.shape[1]:
-            raise InputError(
-                f"envelope: limits for {self.export_limit_kwh.shape[1]} participants, "
-                f"the assets have {assets.n_participants}"
-            )
-        return self.inner.init_state(assets)
-
-    def step(
-        self, state: Any, inputs: SlotInputs, forecast: Forecast, assets: AssetParams
-    ) -> tuple[Any, Dispatch]:
-        new_state, d = self.inner.step(state, inputs, forecast, assets)
-        t = inputs.t
-        if not 0 <= t < self.export_limit_kwh.shape[0]:
-            raise InputError(
-                f"envelope: no limits for slot {t} (they cover {self.export_limit_kwh.shape[0]})"
-            )
-        exp, imp = self.export_limit_kwh[t], self.import_limit_kwh[t]
-        net = d.net_kwh
-        if not ((net > exp).any() or (-net > imp).any()):
-            return new_state, d
-        ev_start = state.ev_soc_kwh
-        if np.count_nonzero(inputs.ev_trip_kwh):
-            ev_start = ev.apply_trip(ev_start, inputs.ev_trip_kwh)[0]
-        r = enforce_envelope(
-            d,
-            export_limit_kwh=exp,
-            import_limit_kwh=imp,
-            battery_soc_start_kwh=state.battery_soc_kwh,
-            battery_soc_end_kwh=new_state.battery_soc_kwh,
-            ev_soc_start_kwh=ev_start,
-            ev_soc_end_kwh=new_state.ev_soc_kwh,
-            assets=assets,
-            dt_h=inputs.dt_h,
-        )
-        if not r.changed.any():
-            return new_state, d
-        return with_state_of_charge(new_state, r.battery_soc_kwh, r.ev_soc_kwh), r.dispatch
+    if not r.changed.any():
+        return new, d
+    physical = PhysicalState(r.battery_soc_kwh, r.ev_soc_kwh, new.indoor_temp_c)
+    return new.with_physical(physical), r.dispatch

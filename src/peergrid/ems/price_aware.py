@@ -490,7 +490,10 @@ class PriceAware:
         retail = inputs.retail_price
 
         plan = state.plan
-        if plan is None or t >= plan.t0 + plan.n_rows or c is not state.constants:
+        # a plan made for other assets is stale; a state without its per-run constants (the
+        # first step, or one read back from bytes) keeps its plan
+        stale = state.constants is not None and c is not state.constants
+        if plan is None or t >= plan.t0 + plan.n_rows or stale:
             plan = make_plan(forecast, c, params, t)
         row = t - plan.t0
 

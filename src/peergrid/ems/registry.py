@@ -100,7 +100,7 @@ def _format_error(policy: str, exc: ValidationError) -> str:
 
 def make_policy(
     name: str, params: dict[str, Any] | None, n_participants: int, rng: np.random.Generator
-) -> EmsPolicy:
+) -> EmsPolicy[Any]:
     """Build a policy by name with validated parameters.
 
     Raises:
@@ -120,5 +120,5 @@ def make_policy(
         validated: EmsParams = cls.Params.model_validate(params or {})
     except ValidationError as exc:
         raise InputError(_format_error(name, exc)) from None
-    policy: EmsPolicy = cls(validated, n_participants, rng)
+    policy: EmsPolicy[Any] = cls(validated, n_participants, rng)
     return policy

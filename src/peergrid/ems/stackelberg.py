@@ -36,16 +36,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from pydantic import Field
 
-from peergrid.assets.params import AssetParams
-from peergrid.ems.base import Dispatch, EmsParams, Forecast, SlotInputs
-from peergrid.ems.price_aware import PriceAware, PriceAwareParams
+from peergrid.assets.params import AssetParams, FloatArray, IntArray
+from peergrid.ems.base import Dispatch, EmsParams, Forecast, PhysicalState, SlotInputs
+from peergrid.ems.price_aware import PriceAware, PriceAwareParams, PriceAwareState
 from peergrid.markets.sdr import sdr_prices
-from peergrid.settlement.slot import FloatArray
 
 
 class StackelbergParams(EmsParams):
@@ -67,7 +66,7 @@ class StackelbergParams(EmsParams):
 class StackelbergState:
     """The followers' own state plus the leader's current price plan."""
 
-    inner: Any
+    inner: PriceAwareState
     plan_start: int  # slot index at which the current price plan starts (-1: none yet)
     plan_buy: FloatArray  # internal buy price per planned slot [currency/kWh]
     plan_sell: FloatArray  # internal sell price per planned slot [currency/kWh]
@@ -80,17 +79,21 @@ class StackelbergState:
 
     @property
     def battery_soc_kwh(self) -> FloatArray:
-        return self.inner.battery_soc_kwh  # type: ignore[no-any-return]
+        return self.inner.battery_soc_kwh
 
     @property
     def ev_soc_kwh(self) -> FloatArray:
-        return self.inner.ev_soc_kwh  # type: ignore[no-any-return]
+        return self.inner.ev_soc_kwh
 
     @property
     def indoor_temp_c(self) -> FloatArray:
-        return self.inner.indoor_temp_c  # type: ignore[no-any-return]
+        return self.inner.indoor_temp_c
 
-    def job_start_slot(self) -> Any:
+    def with_physical(self, physical: PhysicalState) -> Self:
+        """This state with the followers' physical state replaced."""
+        return dataclasses.replace(self, inner=self.inner.with_physical(physical))
+
+    def job_start_slot(self) -> IntArray:
         """Start slot of every shiftable job (−1: not started), from the followers' state."""
         return self.inner.job_start_slot()
 

@@ -7,7 +7,7 @@ participants, exogenous data become (T, P) arrays on the slot grid, tariffs beco
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from peergrid.timegrid import SlotGrid, make_grid
 
 if TYPE_CHECKING:
     from peergrid.engine.network import NetworkSetup
+    from peergrid.forecast.base import ForecastData
 
 FloatArray = NDArray[np.float64]
 
@@ -57,10 +58,18 @@ class Community:
     feed_in_price: FloatArray  # (T,) [currency/kWh]
     daily_charge: float  # per participant and local day [currency]
     network: NetworkSetup | None = None  # the feeder, when the scenario has a [network]
+    meter_names: list[str] = field(default_factory=list)  # participants with meter data
+    forecast_data: ForecastData | None = None  # history + run data for the forecasters
 
     @property
     def n_participants(self) -> int:
         return len(self.names)
+
+    def history_slots(self, days: int) -> int:
+        """Slots in the `days` local days before the run."""
+        t = self.scenario.time
+        start = t.start - dt.timedelta(days=days)
+        return make_grid(start, days, t.slot_minutes, t.timezone).n_slots if days else 0
 
 
 def _arr(values: list[float]) -> FloatArray:
@@ -239,12 +248,14 @@ def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
     ev_plugged = mobility.plugged & has_ev[None, :]
     ev_trip = np.where(has_ev[None, :], mobility.trip_kwh, 0.0)
 
+    meter_names: list[str] = []
     if scenario.data is not None:
         if base_dir is None:
             raise InputError("data.meter_file: a built-in scenario cannot name a meter file")
         meter = read_meter_data(
             base_dir / scenario.data.meter_file, grid, names, scenario.data.unit, scenario.data.fill
         )
+        meter_names = list(meter.names)
         cols = [names.index(name) for name in meter.names]
         demand[:, cols] = meter.demand_kwh
         pv[:, cols] = meter.generation_kwh
@@ -273,4 +284,5 @@ def build_community(scenario: Scenario, base_dir: Path | None) -> Community:
         retail_price=retail_price_per_kwh(scenario.tariff, grid),
         feed_in_price=feed_in_price_per_kwh(scenario.tariff, grid),
         daily_charge=scenario.tariff.daily_charge,
+        meter_names=meter_names,
     )

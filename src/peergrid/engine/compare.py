@@ -8,16 +8,13 @@ with its own `summary.json` and `participants.csv`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from peergrid.engine.atomic import write_dir_atomically
 from peergrid.engine.loop import ProgressFn
-from peergrid.engine.result import SimulationResult, json_ready
+from peergrid.engine.result import SimulationResult
 from peergrid.engine.simulate import simulate
 from peergrid.errors import InputError
 from peergrid.markets.registry import get_mechanism
@@ -37,6 +34,9 @@ KPI_COLUMNS: tuple[tuple[str, str], ...] = (
     ("fairness_jain", "kpi.fairness_jain"),
     ("participants_worse_off", "kpi.participants_worse_off"),
     ("market_s", "timing_s.slots"),
+    ("deviation_cost", "settlement.deviation_cost"),
+    ("forecast_error_cost", "cost.forecast_error_cost"),
+    ("perfect_foresight_savings", "cost.perfect_foresight_savings"),
 )
 
 #: Extra columns when the scenario has a feeder.
@@ -81,37 +81,25 @@ class Comparison:
             iters = s.get("market_info", {}).get("iterations", {})
             row["iterations_mean"] = iters.get("mean") if isinstance(iters, dict) else None
             rows.append(row)
-        return pd.DataFrame(rows)
-
-    def save(self, out_dir: str | Path) -> Path:
-        return write_dir_atomically(out_dir, self._write)
-
-    def _write(self, d: Path) -> None:
-        from peergrid.report.compare_html import render_comparison
-
-        table = self.table()
-        table.to_csv(d / "kpis.csv", index=False, float_format="%.6f")
-        combined = {name: res.summary for name, res in self.results.items()}
-        (d / "summary.json").write_text(
-            json.dumps(json_ready({"scenario": self.scenario_name, "designs": combined}), indent=2)
-            + "\n",
-            encoding="utf-8",
+        table = pd.DataFrame(rows)
+        # the ranking by community savings, with the run's forecasts and with perfect foresight
+        table["rank"] = table["savings"].rank(ascending=False, method="min").astype(int)
+        table["rank_perfect_foresight"] = (
+            table["perfect_foresight_savings"].rank(ascending=False, method="min").astype(int)
         )
-        for name, res in self.results.items():
-            sub = d / name
-            sub.mkdir()
-            (sub / "summary.json").write_text(
-                json.dumps(json_ready(res.summary), indent=2) + "\n", encoding="utf-8"
-            )
-            res.participants.to_csv(sub / "participants.csv", index=False, float_format="%.6f")
-            res.prices.to_parquet(sub / "prices.parquet", index=False)
-        (d / "compare.html").write_text(render_comparison(self), encoding="utf-8")
+        return table
 
 
 def compare(
-    scenario: Scenario, markets: list[str], on_progress: ProgressFn | None = None
+    scenario: Scenario,
+    markets: list[str],
+    on_progress: ProgressFn | None = None,
+    *,
+    forecast: str | None = None,
 ) -> Comparison:
-    """Simulate `scenario` under each market in `markets` (names from the registry)."""
+    """Simulate `scenario` under each market in `markets` (names from the registry), with its
+    forecaster (or `forecast`); every design also runs its perfect-foresight twin, so the
+    table ranks the designs with and without forecast error."""
     if not markets:
         raise InputError("--markets: name at least one market mechanism")
     if len(set(markets)) != len(markets):
@@ -121,7 +109,13 @@ def compare(
     results: dict[str, SimulationResult] = {}
     community = None
     for name in markets:
-        res = simulate(scenario, market=name, community=community, on_progress=on_progress)
+        res = simulate(
+            scenario,
+            market=name,
+            forecast=forecast,
+            community=community,
+            on_progress=on_progress,
+        )
         community = res.community
         results[name] = res
     return Comparison(scenario_name=scenario.name, results=results)

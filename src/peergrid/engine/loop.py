@@ -1,4 +1,11 @@
-"""The simulation loop: `slot_step` for every slot, recorded into preallocated (T, P) arrays."""
+"""The simulator's loop: the lifecycle phases in time order, recorded into (T, P) arrays.
+
+`run_lifecycle` walks the run's slots; before delivering slot s it holds every gate that closes
+at or before s (`bid`, then `clear` for each slot the gate closes), then it delivers and
+settles s. `run_realtime` is a community without a market: each home's EMS decides every slot on
+its actual inputs (the no-P2P baseline). Everything inside a phase is vectorised across
+participants; nothing in the loop touches pandas.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +16,36 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from peergrid.assets.params import THERMAL_NONE
-from peergrid.ems.base import EmsPolicy, slot_view
-from peergrid.engine.community import Community
-from peergrid.engine.step import slot_step
-from peergrid.markets.base import Mechanism, NetworkView, Side
+from peergrid.assets.params import THERMAL_NONE, AssetParams
+from peergrid.ems.base import EmsPolicy, EmsState, physical_of
+from peergrid.ems.common import build_constants
+from peergrid.engine.feed import ForecastFeed
+from peergrid.engine.lifecycle import (
+    Cleared,
+    EmsRuntime,
+    GateInputs,
+    bid,
+    clear,
+    deliver,
+    init_runtime,
+    settle,
+    step_realtime,
+)
+from peergrid.engine.series import MARKET, RECORDED
+from peergrid.markets.base import ClearingResult, MarketContext, Mechanism, NetworkView, Side
+from peergrid.markets.gate import GateSchedule
+from peergrid.settlement.deviation import DeviationRule
 
 FloatArray = NDArray[np.float64]
-
-#: Per-participant series recorded every slot, (T, P) each.
-SERIES = (
-    "demand_kwh",
-    "generation_kwh",
-    "battery_charge_kwh",
-    "battery_discharge_kwh",
-    "ev_charge_kwh",
-    "ev_discharge_kwh",
-    "thermal_kwh",
-    "shiftable_kwh",
-    "ev_unserved_kwh",
-    "net_kwh",
-    "grid_import_kwh",
-    "grid_export_kwh",
-    "p2p_bought_kwh",
-    "p2p_sold_kwh",
-    "p2p_buy_price",
-    "p2p_sell_price",
-    "cost",
-    "battery_soc_end_kwh",
-    "ev_soc_end_kwh",
-    "indoor_temp_end_c",
-)
-
-#: Per-slot market series, (T,) each.
-MARKET_SERIES = ("clearing_price", "buy_price", "sell_price", "p2p_traded_kwh", "operator_surplus")
-
 ProgressFn = Callable[[int, int], None]
+
+#: The buyer or seller index of a trade with the community pool.
+POOL = -1
 
 
 @dataclass(eq=False)
 class Trades:
-    """Trade rows gathered over a run, as arrays (pool fills have −1 as the pool's index)."""
+    """Trade rows gathered over a run, as arrays (pool fills have `POOL` as counterparty)."""
 
     slot: list[NDArray[np.int64]] = field(default_factory=list)
     buyer: list[NDArray[np.int64]] = field(default_factory=list)
@@ -69,112 +65,183 @@ class Trades:
             "price": cat(self.price, np.float64),  # type: ignore[arg-type]
         }
 
+    def add(
+        self, t: int, book_participant: NDArray[np.int64], side: Any, cl: ClearingResult
+    ) -> None:
+        """The trades of slot t's clearing."""
+        if cl.pool:
+            filled = np.flatnonzero(cl.filled_kwh > 0)
+            if filled.size == 0:
+                return
+            who = book_participant[filled]
+            is_buy = side[filled] == Side.BUY
+            self.slot.append(np.full(filled.size, t, dtype=np.int64))
+            self.buyer.append(np.where(is_buy, who, POOL))
+            self.seller.append(np.where(is_buy, POOL, who))
+            self.quantity_kwh.append(cl.filled_kwh[filled])
+            self.price.append(cl.price[filled])
+        elif cl.trade_kwh.size:
+            k = cl.trade_kwh.size
+            self.slot.append(np.full(k, t, dtype=np.int64))
+            self.buyer.append(book_participant[cl.trade_buy])
+            self.seller.append(book_participant[cl.trade_sell])
+            self.quantity_kwh.append(cl.trade_kwh)
+            self.price.append(cl.trade_price)
+
 
 @dataclass(frozen=True, eq=False)
 class Recorded:
+    """What a run recorded.
+
+    Attributes:
+        series: per-participant series (T, P) by name (`engine.series.RECORDED`).
+        market: per-slot market series (T,) by name (`engine.series.MARKET`).
+        trades: every trade.
+        info: mechanism diagnostics per slot, NaN where it did not clear.
+        final_state: the EMS state after the last slot (carries policy diagnostics).
+        curtailed_kwh: PV curtailed below the actual generation, (T, P) [kWh].
+    """
+
     series: dict[str, FloatArray]
     market: dict[str, FloatArray]
     trades: Trades
-    info: dict[str, FloatArray]  # mechanism diagnostics per slot, NaN where it did not clear
-    final_state: Any = None  # the EMS state after the last slot (carries policy diagnostics)
+    info: dict[str, FloatArray]
+    final_state: EmsState | None
+    curtailed_kwh: FloatArray
 
 
-POOL = -1
+def _horizon_slots(policy: EmsPolicy[Any], dt_h: float) -> int:
+    return max(1, round(policy.horizon_h / dt_h))
 
 
-def run_slots(
-    community: Community,
-    policy: EmsPolicy,
+def run_lifecycle(
+    feed: ForecastFeed,
+    assets: AssetParams,
+    policy: EmsPolicy[Any],
     mechanism: Mechanism | None,
+    gates: GateSchedule,
+    *,
+    network: NetworkView | None = None,
+    deviation_rule: DeviationRule = "retail",
+    penalty_per_kwh: float = 0.0,
     on_progress: ProgressFn | None = None,
     progress_every: int = 512,
-    network: NetworkView | None = None,
 ) -> Recorded:
-    """Run every slot of the community's grid and record what happened. `network` is passed to
-    the market in every slot (see `slot_step`)."""
-    grid = community.grid
-    prof = community.profiles
-    assets = community.assets
-    n_t, n_p = grid.n_slots, community.n_participants
-    dt_h = grid.dt_h
-    horizon = max(1, round(policy.horizon_h / dt_h))
-    series = {name: np.zeros((n_t, n_p)) for name in SERIES}
-    market = {name: np.full(n_t, np.nan) for name in MARKET_SERIES}
+    """Simulate every slot through the lifecycle (module docstring)."""
+    n_t, n_p = feed.profiles.base_demand_kwh.shape
+    dt_h = feed.dt_h
+    horizon = _horizon_slots(policy, dt_h)
+    series = {s.name: np.zeros((n_t, n_p)) for s in RECORDED}
+    market = {s.name: np.full(n_t, np.nan) for s in MARKET}
+    curtailed = np.zeros((n_t, n_p))
+    order = ("dispatch", "settlement", "end", "plan", "commitment")
+    record = [(series[s.name], order.index(s.source), s.attr) for s in RECORDED]
     trades = Trades()
-    retail = community.retail_price
-    feed_in = community.feed_in_price
     info: dict[str, FloatArray] = {}
-    state = policy.init_state(assets)
-    s = series  # short local names: this is the hot loop
+    retail, feed_in = feed.retail_price, feed.feed_in_price
+    c = build_constants(assets, dt_h, 0.0)
+    runtime: EmsRuntime[Any] = init_runtime(policy, assets)
+    cleared: dict[int, Cleared] = {}
+    gate_slot, first, stop = gates.gate_slot, gates.first_slot, gates.stop_slot
+    n_gates, gi = gates.n_gates, 0
     for t in range(n_t):
-        inputs, forecast = slot_view(prof, retail, feed_in, t, horizon, dt_h)
-        state, out = slot_step(policy, mechanism, state, inputs, forecast, assets, network)
-        d, st, cl = out.dispatch, out.settlement, out.clearing
-        s["demand_kwh"][t] = d.demand_kwh
-        s["generation_kwh"][t] = d.generation_kwh
-        s["battery_charge_kwh"][t] = d.battery_charge_kwh
-        s["battery_discharge_kwh"][t] = d.battery_discharge_kwh
-        s["ev_charge_kwh"][t] = d.ev_charge_kwh
-        s["ev_discharge_kwh"][t] = d.ev_discharge_kwh
-        s["thermal_kwh"][t] = d.thermal_kwh
-        s["shiftable_kwh"][t] = d.shiftable_kwh
-        s["ev_unserved_kwh"][t] = d.ev_unserved_kwh
-        s["net_kwh"][t] = out.net_kwh
-        s["grid_import_kwh"][t] = st.grid_import_kwh
-        s["grid_export_kwh"][t] = st.grid_export_kwh
-        s["p2p_bought_kwh"][t] = st.p2p_bought_kwh
-        s["p2p_sold_kwh"][t] = st.p2p_sold_kwh
-        s["p2p_buy_price"][t] = st.p2p_buy_price
-        s["p2p_sell_price"][t] = st.p2p_sell_price
-        s["cost"][t] = st.cost
-        s["battery_soc_end_kwh"][t] = state.battery_soc_kwh
-        s["ev_soc_end_kwh"][t] = state.ev_soc_kwh
-        s["indoor_temp_end_c"][t] = state.indoor_temp_c
-        if mechanism is not None and out.book.n_orders:
-            market["clearing_price"][t] = cl.clearing_price
-            market["buy_price"][t] = cl.buy_price
-            market["sell_price"][t] = cl.sell_price
-            market["operator_surplus"][t] = cl.operator_surplus
-            _record_trades(trades, t, out.book.participant, out.book.side, cl)
-            for key, value in cl.info.items():
-                if key not in info:
-                    info[key] = np.full(n_t, np.nan)
-                info[key][t] = value
+        while gi < n_gates and gate_slot[gi] <= t:
+            a, n = int(first[gi]), int(stop[gi] - first[gi])
+            rows = min(n_t - a, n + horizon - 1)
+            gate = GateInputs(
+                gate_slot=int(gate_slot[gi]),
+                first_slot=a,
+                n_slots=n,
+                dt_h=dt_h,
+                forecast=feed.window(int(gate_slot[gi]), a, rows),
+                horizon_slots=horizon,
+                ev_returns=feed.returns[a : a + rows],
+                ev_trip_kwh=feed.trips(a, rows),
+            )
+            runtime, bids = bid(policy, runtime, gate, assets, clip=c)
+            for k in range(n):
+                s = a + k
+                ctx = MarketContext(
+                    retail_price=float(retail[s]),
+                    feed_in_price=float(feed_in[s]),
+                    dt_h=dt_h,
+                    slot=s,
+                    network=network,
+                )
+                position = bids.plans[k].dispatch.net_kwh
+                cl = clear(mechanism, bids.books[k], ctx, n_p, position)
+                cleared[s] = cl
+                if mechanism is not None and cl.book.n_orders:
+                    res = cl.result
+                    market["clearing_price"][s] = res.clearing_price
+                    market["buy_price"][s] = res.buy_price
+                    market["sell_price"][s] = res.sell_price
+                    market["operator_surplus"][s] = res.operator_surplus
+                    trades.add(s, cl.book.participant, cl.book.side, res)
+                    for key, value in res.info.items():
+                        if key not in info:
+                            info[key] = np.full(n_t, np.nan)
+                        info[key][s] = value
+            gi += 1
+        cl = cleared.pop(t)
+        plan = runtime.pending[0]
+        exp, imp = feed.limits(t)
+        runtime, dl = deliver(
+            runtime,
+            t,
+            feed.actual(t),
+            cl.commitment.committed_kwh,
+            c=c,
+            ev_slots_to_departure=feed.departure[t],
+            export_limit_kwh=exp,
+            import_limit_kwh=imp,
+        )
+        st = settle(
+            cl.commitment, dl, float(retail[t]), float(feed_in[t]), deviation_rule, penalty_per_kwh
+        )
+        market["retailer_revenue"][t] = st.retailer_revenue
+        market["operator_revenue"][t] = st.operator_revenue
+        curtailed[t] = dl.curtailed_kwh
+        sources = (dl.dispatch, st, dl.end, plan, cl.commitment)
+        for arr, source, attr in record:
+            arr[t] = getattr(sources[source], attr)
         if on_progress is not None and (t + 1) % progress_every == 0:
             on_progress(t + 1, n_t)
-    market["p2p_traded_kwh"] = series["p2p_bought_kwh"].sum(axis=1)
-    # a home without a heat pump or air conditioner has no modelled indoor temperature
-    series["indoor_temp_end_c"][:, assets.thermal.kind == THERMAL_NONE] = np.nan
+    _no_indoor_temperature(series, assets)
     if on_progress is not None:
         on_progress(n_t, n_t)
-    return Recorded(series=series, market=market, trades=trades, info=info, final_state=state)
+    return Recorded(series, market, trades, info, runtime.plan, curtailed)
 
 
-def _record_trades(
-    trades: Trades,
-    t: int,
-    participant: NDArray[np.int64],
-    side: NDArray[np.int8],
-    cl: object,
-) -> None:
-    from peergrid.markets.base import ClearingResult
+def run_realtime(
+    feed: ForecastFeed,
+    assets: AssetParams,
+    policy: EmsPolicy[Any],
+) -> Recorded:
+    """A community without a market: each home's EMS decides every slot on its actual inputs,
+    with the forecasts issued at the slot for the slots ahead; everything with the retailer."""
+    n_t, n_p = feed.profiles.base_demand_kwh.shape
+    dt_h = feed.dt_h
+    horizon = _horizon_slots(policy, dt_h)
+    names = [s for s in RECORDED if s.source in ("dispatch", "end")]
+    series = {s.name: np.zeros((n_t, n_p)) for s in names}
+    curtailed = np.zeros((n_t, n_p))
+    state: Any = policy.init_state(assets)
+    for t in range(n_t):
+        inputs = feed.actual(t)
+        window = feed.window(t, t, min(horizon, n_t - t))
+        exp, imp = feed.limits(t)
+        state, d = step_realtime(policy, state, inputs, window, assets, exp, imp)
+        end = physical_of(state)
+        for s in names:
+            series[s.name][t] = getattr(d if s.source == "dispatch" else end, s.attr)
+        curtailed[t] = np.maximum(inputs.pv_kwh - d.generation_kwh, 0.0)
+    _no_indoor_temperature(series, assets)
+    empty_market = {s.name: np.full(n_t, np.nan) for s in MARKET}
+    return Recorded(series, empty_market, Trades(), {}, state, curtailed)
 
-    assert isinstance(cl, ClearingResult)
-    if cl.pool:
-        filled = np.flatnonzero(cl.filled_kwh > 0)
-        if filled.size == 0:
-            return
-        who = participant[filled]
-        is_buy = side[filled] == Side.BUY
-        trades.slot.append(np.full(filled.size, t, dtype=np.int64))
-        trades.buyer.append(np.where(is_buy, who, POOL))
-        trades.seller.append(np.where(is_buy, POOL, who))
-        trades.quantity_kwh.append(cl.filled_kwh[filled])
-        trades.price.append(cl.price[filled])
-    elif cl.trade_kwh.size:
-        k = cl.trade_kwh.size
-        trades.slot.append(np.full(k, t, dtype=np.int64))
-        trades.buyer.append(participant[cl.trade_buy])
-        trades.seller.append(participant[cl.trade_sell])
-        trades.quantity_kwh.append(cl.trade_kwh)
-        trades.price.append(cl.trade_price)
+
+def _no_indoor_temperature(series: dict[str, FloatArray], assets: AssetParams) -> None:
+    """A home without a heat pump or air conditioner has no modelled indoor temperature."""
+    if "indoor_temp_end_c" in series:
+        series["indoor_temp_end_c"][:, assets.thermal.kind == THERMAL_NONE] = np.nan

@@ -10,29 +10,22 @@ network constraints of the coordinated market) use the linearised feeder.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-from numpy.typing import NDArray
 
 from peergrid.engine.loop import POOL
 from peergrid.markets.base import NetworkView
 from peergrid.network.feeder import Feeder, FloatArray, IntArray
 from peergrid.network.feeders import load_network
+from peergrid.network.kpi import feeder_kpis
 from peergrid.network.linear import LinearFeeder, linearise, loss_sensitivity
 from peergrid.network.mapping import assign_buses
 from peergrid.network.powerflow import FlowResult, PgmPowerFlow
 from peergrid.scenario.schema import NetworkSpec, Scenario
-from peergrid.timegrid import epoch_ns
-
-#: Float tolerance on limits, so a voltage of exactly v_max is not a violation [pu, %].
-V_TOL_PU = 1e-9
-LOADING_TOL_PCT = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,127 +142,17 @@ def market_view(setup: NetworkSetup, pair_fee_per_kwh: FloatArray | None) -> Net
 
 
 def network_kpis(setup: NetworkSetup, flow: FlowResult, dt_h: float) -> dict[str, Any]:
-    """Voltage, loading and loss KPIs of one run over the LV buses and rated branches."""
-    f = setup.feeder
+    """Voltage, loading and loss KPIs of one run over the LV buses and rated branches: one
+    definition and one tolerance for summary.json and the report (`network.kpi`)."""
     spec = setup.spec
-    v = flow.v_pu[:, f.lv_buses]
-    load = flow.loading_pct[:, f.monitored_branches]
-    v_bad = (v < spec.v_min_pu - V_TOL_PU) | (v > spec.v_max_pu + V_TOL_PU)
-    over = load > spec.max_loading_pct + LOADING_TOL_PCT
-    return {
-        "min_voltage_pu": round(float(v.min()), 5),
-        "max_voltage_pu": round(float(v.max()), 5),
-        "voltage_violation_slots": int(v_bad.any(axis=1).sum()),
-        "undervoltage_slots": int((v < spec.v_min_pu - V_TOL_PU).any(axis=1).sum()),
-        "overvoltage_slots": int((v > spec.v_max_pu + V_TOL_PU).any(axis=1).sum()),
-        "overload_slots": int(over.any(axis=1).sum()),
-        "max_loading_pct": round(float(load.max()), 3) if load.size else 0.0,
-        "losses_kwh": round(float(flow.losses_kw.sum() * dt_h), 4),
-        "worst_bus": str(f.bus_names[f.lv_buses[int(np.argmax(v.max(axis=0)))]]),
-    }
-
-
-#: Slots per row group of network.parquet: bounds the memory of writing a year.
-TABLE_CHUNK_SLOTS = 4096
-
-
-def _dictionary(codes: NDArray[np.int32], values: list[str]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(values))
-
-
-def network_tables(
-    setup: NetworkSetup, flows: dict[str, FlowResult], times: Any
-) -> Iterator[pa.Table]:
-    """network.parquet in long form, in chunks: one row per (case, slot, element).
-
-    Buses (LV) carry `v_pu`, branches (lines, transformers) carry `loading_pct` and
-    `p_from_kw`; the other columns are null. `case` is "p2p" or "baseline". Values are
-    float32 (1e-7 relative; the summary is computed in float64)."""
-    f = setup.feeder
-    lv = f.lv_buses
-    br = f.monitored_branches
-    labels = [f"bus {int(b)}" for b in f.bus_ids[lv]] + [f.branch_labels[b] for b in br]
-    kinds = ["bus", "line", "trafo", "switch"]
-    kind_of = np.asarray(
-        [0] * lv.size + [kinds.index(str(k)) for k in f.branch_kind[br]], dtype=np.int32
+    return feeder_kpis(
+        setup.feeder,
+        flow,
+        dt_h,
+        v_min_pu=spec.v_min_pu,
+        v_max_pu=spec.v_max_pu,
+        max_loading_pct=spec.max_loading_pct,
     )
-    n_el = len(labels)
-    t_ns = epoch_ns(pd.DatetimeIndex(times))
-    cases = list(flows)
-    nb = lv.size
-    for c, case in enumerate(cases):
-        flow = flows[case]
-        for t0 in range(0, t_ns.size, TABLE_CHUNK_SLOTS):
-            t1 = min(t_ns.size, t0 + TABLE_CHUNK_SLOTS)
-            n_t = t1 - t0
-            v = np.full((n_t, n_el), np.nan, dtype=np.float32)
-            ld = np.full((n_t, n_el), np.nan, dtype=np.float32)
-            pf = np.full((n_t, n_el), np.nan, dtype=np.float32)
-            v[:, :nb] = flow.v_pu[t0:t1, lv]
-            ld[:, nb:] = flow.loading_pct[t0:t1, br]
-            pf[:, nb:] = flow.p_from_kw[t0:t1, br]
-            yield pa.table(
-                {
-                    "case": _dictionary(np.full(n_t * n_el, c, dtype=np.int32), cases),
-                    "time": pa.array(np.repeat(t_ns[t0:t1], n_el), pa.timestamp("ns", tz="UTC")),
-                    "kind": _dictionary(np.tile(kind_of, n_t), kinds),
-                    "element": _dictionary(np.tile(np.arange(n_el, dtype=np.int32), n_t), labels),
-                    "v_pu": pa.array(v.ravel(), from_pandas=True),
-                    "loading_pct": pa.array(ld.ravel(), from_pandas=True),
-                    "p_from_kw": pa.array(pf.ravel(), from_pandas=True),
-                }
-            )
-
-
-def write_network_parquet(
-    path: Path, setup: NetworkSetup, flows: dict[str, FlowResult], times: Any
-) -> None:
-    """Write network.parquet chunk by chunk (zstd)."""
-    import pyarrow.parquet as pq
-
-    writer: Any = None
-    try:
-        for table in network_tables(setup, flows, times):
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def network_json(setup: NetworkSetup, names: list[str]) -> str:
-    """The pandapower network actually used, as pandapower JSON: the source network's loads and
-    static generators are replaced by one load per participant (named after it, at its bus,
-    zero power), so `pandapower.from_json` gives the network with the participant → bus
-    mapping in `net.load[["name", "bus"]]`."""
-    import copy
-    import warnings
-
-    import pandapower as pp
-
-    net = copy.deepcopy(setup.net)
-    net.load.drop(net.load.index, inplace=True)
-    for table in ("sgen", "storage"):
-        if table in net and len(net[table]):
-            net[table].drop(net[table].index, inplace=True)
-    for name, bus in zip(names, setup.bus_of.tolist(), strict=True):
-        pp.create_load(net, bus=int(setup.feeder.bus_ids[bus]), p_mw=0.0, name=name)
-    for key in list(net.keys()):
-        if key.startswith("res_") and hasattr(net[key], "drop"):
-            net[key] = net[key].iloc[0:0]
-    net["peergrid"] = pd.DataFrame(
-        {
-            "participant": names,
-            "bus": setup.feeder.bus_ids[setup.bus_of],
-            "v_min_pu": setup.spec.v_min_pu,
-            "v_max_pu": setup.spec.v_max_pu,
-            "max_loading_pct": setup.spec.max_loading_pct,
-        }
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return str(pp.to_json(net))
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,6 +174,8 @@ class NetworkOutput:
     import_excess_kwh: float
     timing_s: float
     envelopes_s: float = 0.0
+    network_charge_slot: FloatArray | None = None  # (T, P) [currency]
+    loss_charge_slot: FloatArray | None = None  # (T, P) [currency]
 
     def charges(self) -> FloatArray:
         """What each participant pays the network operator for its trades [currency], (P,)."""
@@ -357,28 +242,29 @@ class NetworkOutput:
         }
 
 
-def _capabilities(community: Any, dt_h: float) -> tuple[FloatArray, FloatArray]:
-    """What each connection could export / import in each slot at most [kW], (T, P): the
-    operator's forecast for the envelopes (perfect foresight of PV and base demand)."""
-    a = community.assets
-    prof = community.profiles
-    ev_kw = a.ev.power_kw[None, :] * prof.ev_plugged
-    export_kw = prof.pv_kwh / dt_h + a.battery.power_kw[None, :] + ev_kw * a.ev.v2h[None, :]
+def capabilities(
+    assets: Any, base_demand_kwh: FloatArray, pv_kwh: FloatArray, ev_plugged: Any, dt_h: float
+) -> tuple[FloatArray, FloatArray]:
+    """What each connection could export / import in each slot at most [kW], (T, P), from the
+    base demand and PV the operator expects (the forecasts issued at each slot's gate
+    closure) and the assets' ratings: the operator's input for the envelopes."""
+    a = assets
+    ev_kw = a.ev.power_kw[None, :] * ev_plugged
+    export_kw = pv_kwh / dt_h + a.battery.power_kw[None, :] + ev_kw * a.ev.v2h[None, :]
     jobs = a.jobs
-    job_kw = np.zeros(community.n_participants)
+    job_kw = np.zeros(a.n_participants)
     if jobs.participant.size:
         np.maximum.at(job_kw, jobs.participant, jobs.p_kw)
     import_kw = (
-        prof.base_demand_kwh / dt_h
-        + (a.battery.power_kw + a.thermal.p_max_kw + job_kw)[None, :]
-        + ev_kw
+        base_demand_kwh / dt_h + (a.battery.power_kw + a.thermal.p_max_kw + job_kw)[None, :] + ev_kw
     )
     return export_kw, import_kw
 
 
 @dataclass(frozen=True, eq=False)
 class RunNetwork:
-    """The operator's rules for one run, prepared before the slot loop."""
+    """The operator's rules for one run, prepared before the slot loop from what is known at
+    each slot's gate closure."""
 
     setup: NetworkSetup
     spec: NetworkSpec
@@ -391,7 +277,14 @@ class RunNetwork:
     envelopes_s: float = 0.0
 
     @staticmethod
-    def prepare(setup: NetworkSetup, community: Any) -> RunNetwork:
+    def prepare(
+        setup: NetworkSetup,
+        community: Any,
+        expected_demand_kwh: FloatArray,
+        expected_pv_kwh: FloatArray,
+    ) -> RunNetwork:
+        """The limits, fees and market view of a run; the envelopes are computed from the
+        base demand and PV expected at each slot's gate closure, (T, P) [kWh]."""
         spec = community.scenario.network
         assert spec is not None
         setup = NetworkSetup(**{**setup.__dict__, "spec": spec})
@@ -411,7 +304,13 @@ class RunNetwork:
             from peergrid.network.envelope import operating_envelopes
 
             kinds.append("dynamic")
-            cap_exp, cap_imp = _capabilities(community, dt_h)
+            cap_exp, cap_imp = capabilities(
+                community.assets,
+                expected_demand_kwh,
+                expected_pv_kwh,
+                community.profiles.ev_plugged,
+                dt_h,
+            )
             env = operating_envelopes(
                 setup.feeder,
                 setup.lin,
@@ -451,37 +350,37 @@ class RunNetwork:
             envelopes_s=envelopes_s,
         )
 
-    def wrap(self, policy: Any, *, p2p: bool) -> Any:
-        """The EMS policy under the operator's rules: network constraints for the coordinated
-        scheduler (P2P run only), then the envelopes (both runs: they are the feeder's rules)."""
-        if p2p and self.spec.coordinated_constraints and hasattr(policy, "with_network"):
-            from peergrid.coordination.network import network_constraints
+    def constraints(self) -> Any:
+        """The feeder's constraints for a scheduler that plans with them (the coordinated
+        market), or None when the scenario switches them off."""
+        if not self.spec.coordinated_constraints:
+            return None
+        from peergrid.coordination.network import network_constraints
 
-            f = self.setup.feeder
-            policy = policy.with_network(
-                network_constraints(
-                    f,
-                    self.setup.bus_of,
-                    v_min_pu=self.spec.v_min_pu,
-                    v_max_pu=self.spec.v_max_pu,
-                    max_loading_pct=self.spec.max_loading_pct,
-                    load_tan_phi=self.setup.tan_phi,
-                    export_limit_kw=None
-                    if self.export_limit_kwh is None
-                    else self.export_limit_kwh / self.dt_h,
-                    import_limit_kw=None
-                    if self.import_limit_kwh is None
-                    else self.import_limit_kwh / self.dt_h,
-                )
-            )
-        if self.export_limit_kwh is not None and self.import_limit_kwh is not None:
-            from peergrid.ems.envelope import EnvelopedPolicy
+        f = self.setup.feeder
+        return network_constraints(
+            f,
+            self.setup.bus_of,
+            v_min_pu=self.spec.v_min_pu,
+            v_max_pu=self.spec.v_max_pu,
+            max_loading_pct=self.spec.max_loading_pct,
+            load_tan_phi=self.setup.tan_phi,
+            export_limit_kw=None
+            if self.export_limit_kwh is None
+            else self.export_limit_kwh / self.dt_h,
+            import_limit_kw=None
+            if self.import_limit_kwh is None
+            else self.import_limit_kwh / self.dt_h,
+        )
 
-            policy = EnvelopedPolicy(policy, self.export_limit_kwh, self.import_limit_kwh)
-        return policy
-
-    def after_run(self, community: Any, recorded: Any, baseline: dict[str, Any]) -> NetworkOutput:
-        """Power flow of every slot of both runs, curtailment, network and loss charges."""
+    def after_run(
+        self,
+        community: Any,
+        recorded: Any,
+        baseline: dict[str, Any],
+        curtailed_kwh: dict[str, FloatArray],
+    ) -> NetworkOutput:
+        """Power flow of every slot of both runs, network and loss charges per slot."""
         t0 = time.perf_counter()
         dt_h = self.dt_h
         p2p_net = recorded.series["net_kwh"]
@@ -489,16 +388,11 @@ class RunNetwork:
             "p2p": flow_of(self.setup, p2p_net, dt_h),
             "baseline": flow_of(self.setup, baseline["net_kwh"], dt_h),
         }
-        pv = community.profiles.pv_kwh
-        curtailed = {
-            "p2p": np.maximum(pv - recorded.series["generation_kwh"], 0.0),
-            "baseline": np.maximum(pv - baseline["generation_kwh"], 0.0),
-        }
-        n_p = community.n_participants
+        n_t, n_p = p2p_net.shape
         tr = recorded.trades.arrays()
         s = recorded.series
         loss_kwh = np.zeros(n_p)
-        loss_charge = np.zeros(n_p)
+        loss_slot = np.zeros((n_t, n_p))
         loss_p2p = loss_grid = 0.0
         pair_total = None
         if self.spec.loss_allocation:
@@ -518,33 +412,40 @@ class RunNetwork:
             )
             loss_kwh = p2p_loss.sum(axis=0) + grid_loss.sum(axis=0)
             # the energy lost to P2P trades is bought by the operator at the retail price
-            loss_charge = (p2p_loss * community.retail_price[:, None]).sum(axis=0)
+            loss_slot = p2p_loss * community.retail_price[:, None]
             loss_p2p = float(p2p_loss.sum())
             loss_grid = float(grid_loss.sum())
-        charge = np.zeros(n_p)
+        charge_slot = np.zeros((n_t, n_p))
         if self.pair_fee_per_kwh is not None:
-            if pair_total is None:
-                pair_total = pair_totals_of_run(tr, s["p2p_sold_kwh"], s["p2p_bought_kwh"])
-            charge = charges_of(pair_total, self.pair_fee_per_kwh, self.spec.charges.payer)
+            charge_slot = network_charges_of_slots(
+                tr,
+                s["p2p_sold_kwh"],
+                s["p2p_bought_kwh"],
+                self.pair_fee_per_kwh,
+                self.spec.charges.payer,
+            )
         excess = 0.0
         if self.import_limit_kwh is not None:
             excess = float(np.maximum(-p2p_net - self.import_limit_kwh, 0.0).sum())
+        del pair_total
         return NetworkOutput(
             setup=self.setup,
             flows=flows,
             dt_h=dt_h,
-            curtailed_kwh=curtailed,
+            curtailed_kwh=curtailed_kwh,
             envelope_kind=self.envelope_kind,
             export_limit_kwh=self.export_limit_kwh,
             import_limit_kwh=self.import_limit_kwh,
-            network_charge=charge,
+            network_charge=charge_slot.sum(axis=0),
             loss_kwh=loss_kwh,
             loss_p2p_kwh=loss_p2p,
             loss_grid_kwh=loss_grid,
-            loss_charge=loss_charge,
+            loss_charge=loss_slot.sum(axis=0),
             import_excess_kwh=excess,
             timing_s=time.perf_counter() - t0,
             envelopes_s=self.envelopes_s,
+            network_charge_slot=charge_slot,
+            loss_charge_slot=loss_slot,
         )
 
 
@@ -596,6 +497,31 @@ def charges_of(pair_total_kwh: FloatArray, fee_per_kwh: FloatArray, payer: str) 
 
     charge, _ = network_charges(pair_total_kwh, fee_per_kwh, payer)  # type: ignore[arg-type]
     return np.asarray(charge, dtype=np.float64)
+
+
+def network_charges_of_slots(
+    trades: dict[str, Any],
+    sold_kwh: FloatArray,
+    bought_kwh: FloatArray,
+    fee_per_kwh: FloatArray,
+    payer: str,
+) -> FloatArray:
+    """Each participant's network usage charges in every slot [currency], (T, P)
+    (`network.charges.network_charges`, slot by slot, in blocks of slots)."""
+    n_t, n_p = sold_kwh.shape
+    out = np.zeros((n_t, n_p))
+    for t0 in range(0, n_t, PAIR_BLOCK_SLOTS):
+        t1 = min(n_t, t0 + PAIR_BLOCK_SLOTS)
+        charge = pair_kwh_of_run(trades, sold_kwh, bought_kwh, t0, t1) * fee_per_kwh[None]
+        as_seller = charge.sum(axis=2)
+        as_buyer = charge.sum(axis=1)
+        if payer == "seller":
+            out[t0:t1] = as_seller
+        elif payer == "buyer":
+            out[t0:t1] = as_buyer
+        else:
+            out[t0:t1] = 0.5 * (as_seller + as_buyer)
+    return out
 
 
 def network_charges_of_run(

@@ -1,10 +1,16 @@
-"""A whole run: resolve the scenario, build the community, run the slots, settle, summarise.
+"""A whole run: resolve the scenario, build the community, run the lifecycle, settle, summarise.
 
-The baseline is the same community with the same EMS and no market: everyone imports at the
-retail price and exports at the feed-in price. When the EMS policy does not look at market
-outcomes (`observes_market = False`, true of every shipped policy) its decisions, and so every
-participant's net position, are identical with and without P2P, and the baseline is settled from
-the same dispatch; otherwise the engine simulates the baseline in a second pass.
+The P2P run goes through the market lifecycle (`engine/lifecycle.py`): each home's EMS bids
+from forecasts at gate closure, the market clears, delivery is metered, deviations are
+settled. Two more runs on the same data measure it:
+
+- the **baseline**: the same community with each home's own EMS and no market — every home
+  decides each slot on its actual demand and PV and deals with the retailer alone. With
+  perfect forecasts and the homes' own policy in the market, its dispatch is the P2P run's
+  (the lifecycle then reproduces the real-time decisions exactly) and is reused;
+- the **perfect-foresight twin** (unless the run itself has perfect forecasts): the same
+  market with `perfect` forecasts, so the summary can say what forecast error costs each
+  participant and the community.
 """
 
 from __future__ import annotations
@@ -16,20 +22,35 @@ from typing import Any
 import numpy as np
 
 from peergrid.data.weather import weather_site
+from peergrid.ems.base import EmsPolicy, PlansWithNetwork
 from peergrid.ems.registry import make_policy
 from peergrid.engine.community import Community, build_community
-from peergrid.engine.loop import ProgressFn, Recorded, run_slots
+from peergrid.engine.feed import ForecastFeed
+from peergrid.engine.loop import ProgressFn, Recorded, run_lifecycle, run_realtime
 from peergrid.engine.result import SimulationResult
+from peergrid.forecast.base import Forecaster
+from peergrid.markets.base import CoreChecked, ImposesPolicy, PeriodSettled
+from peergrid.markets.gate import (
+    GateSchedule,
+    default_gate_closure,
+    gate_schedule,
+    parse_gate_closure,
+)
 from peergrid.markets.registry import get_mechanism
-from peergrid.report import kpi
+from peergrid.metrics import kpi
 from peergrid.rng import child_rng
 from peergrid.scenario.resolve import resolve
-from peergrid.scenario.schema import EmsSpec, MarketSpec, Scenario
+from peergrid.scenario.schema import EmsSpec, ForecastSpec, MarketSpec, Scenario
 from peergrid.settlement.slot import retailer_only_cost
 
+PERFECT = "perfect"
 
-def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
-    """Groups expanded, location and mechanism/EMS parameters explicit, market overridden."""
+
+def resolve_full(
+    scenario: Scenario, market: str | None = None, forecast: str | None = None
+) -> Scenario:
+    """Groups expanded; location, gate closure, forecaster and mechanism/EMS parameters
+    explicit; market and forecaster overridden where asked."""
     site = weather_site(scenario.location.weather)
     station = (site.latitude, site.longitude, site.altitude_m) if site is not None else None
     resolved = resolve(scenario, station)
@@ -44,16 +65,25 @@ def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
             update={"data": resolved.data.model_copy(update={"meter_file": str(meter)})}
         )
     m = resolved.market
+    gate = m.gate_closure or default_gate_closure(resolved.time.slot_minutes)
+    str(parse_gate_closure(gate, resolved.time.slot_minutes))  # checked where it came from
     if market is not None and market != m.mechanism:
         m = MarketSpec(mechanism=market, params={})
     mech = get_mechanism(m.mechanism, m.params)
     n = len(resolved.participants)
     policy = make_policy(resolved.ems.policy, resolved.ems.params, n, child_rng(0, "probe"))
+    f = resolved.forecast
+    if forecast is not None and forecast != f.method:
+        f = ForecastSpec(method=forecast, params={}, history_days=f.history_days)
+    f = ForecastSpec(method=f.method, params=_forecast_params(f), history_days=f.history_days)
     return resolved.model_copy(
         update={
             "market": MarketSpec(
-                mechanism=m.mechanism, params=mech.params.model_dump(exclude_none=True)
+                mechanism=m.mechanism,
+                params=mech.params.model_dump(exclude_none=True),
+                gate_closure=str(parse_gate_closure(gate, resolved.time.slot_minutes)),
             ),
+            "forecast": f,
             "ems": EmsSpec(
                 policy=resolved.ems.policy, params=policy.params.model_dump(exclude_none=True)
             ),
@@ -61,38 +91,96 @@ def resolve_full(scenario: Scenario, market: str | None = None) -> Scenario:
     )
 
 
+def _forecast_params(spec: ForecastSpec) -> dict[str, Any]:
+    """The forecaster's parameters with every default explicit (validated)."""
+    if spec.method == PERFECT and not spec.params:
+        return {}
+    from peergrid.forecast.registry import forecaster_params
+
+    return forecaster_params(spec.method, spec.params)
+
+
+def _forecaster(
+    community: Community, spec: ForecastSpec, seed: int
+) -> tuple[Forecaster | None, Community]:
+    """The run's forecaster (None for perfect foresight) and the community with its
+    forecasting data cached, so that the designs of a comparison share them."""
+    if spec.method == PERFECT:
+        return None, community
+    from peergrid.engine.forecast_data import forecast_data_of
+    from peergrid.forecast.registry import make_forecaster
+
+    data = community.forecast_data
+    if data is None or data.n_history != community.history_slots(spec.history_days):
+        from peergrid.engine.community import build_history
+
+        history = build_history(community.scenario, spec.history_days, community.meter_names)
+        data = forecast_data_of(community, history, seed=seed)
+        community = dataclasses.replace(community, forecast_data=data)
+    return make_forecaster(spec.method, spec.params, data, seed=seed), community
+
+
+def expected_at_gates(feed: ForecastFeed, gates: GateSchedule) -> tuple[Any, Any]:
+    """The base demand and PV each slot was expected to have at its gate closure, (T, P)
+    each [kWh] (the realised values under perfect foresight)."""
+    p = feed.profiles
+    if feed.forecaster is None:
+        return p.base_demand_kwh, p.pv_kwh
+    demand = np.empty_like(p.base_demand_kwh)
+    pv = np.empty_like(p.pv_kwh)
+    for g, a, b in zip(gates.gate_slot, gates.first_slot, gates.stop_slot, strict=True):
+        issued = feed.forecaster.issue(int(g), int(a), int(b - a))
+        demand[a:b] = issued.demand_kwh
+        pv[a:b] = issued.pv_kwh
+    return demand, pv
+
+
 def simulate(
     scenario: Scenario,
     *,
     market: str | None = None,
+    forecast: str | None = None,
     on_progress: ProgressFn | None = None,
     community: Community | None = None,
+    twin: bool = True,
 ) -> SimulationResult:
-    """Simulate a scenario under its market (or `market`) and against the no-P2P baseline.
+    """Simulate a scenario under its market (or `market`) and forecaster (or `forecast`),
+    against the no-P2P baseline and, unless `twin` is False or the forecasts are perfect,
+    against its perfect-foresight twin.
 
     `community` reuses the arrays of an earlier run of the same scenario (as `compare` does), so
     that designs are compared on identical data.
     """
     t0 = time.perf_counter()
-    resolved = resolve_full(scenario, market)
+    resolved = resolve_full(scenario, market, forecast)
     if community is None:
         community = build_community(resolved, scenario.base_dir)
     else:
         community = dataclasses.replace(community, scenario=resolved)
     mechanism = get_mechanism(resolved.market.mechanism, resolved.market.params)
     n = community.n_participants
+    grid = community.grid
     own_ems = resolved.ems.policy
     # A mechanism may need its own EMS policy for the P2P run (the coordinated market's central
     # scheduler, the Stackelberg game's leader and followers); the baseline keeps each home alone
     # with its own EMS.
-    run_ems: str = getattr(mechanism, "ems_policy", None) or own_ems
+    imposed = isinstance(mechanism, ImposesPolicy)
+    run_ems = mechanism.ems_policy if isinstance(mechanism, ImposesPolicy) else own_ems
 
-    def policy_named(name: str) -> Any:
+    def policy_named(name: str) -> EmsPolicy[Any]:
         params: dict[str, Any] | None = resolved.ems.params
-        if name != own_ems:
-            params = getattr(mechanism, "ems_params", lambda: None)()
+        if name != own_ems and isinstance(mechanism, ImposesPolicy):
+            params = mechanism.ems_params()
         return make_policy(name, params, n, child_rng(resolved.seed, "ems"))
 
+    t_fc = time.perf_counter()
+    forecaster, community = _forecaster(community, resolved.forecast, resolved.seed)
+    gates = gate_schedule(
+        grid, parse_gate_closure(str(resolved.market.gate_closure), grid.slot_minutes)
+    )
+    feed = ForecastFeed.build(
+        community.profiles, community.retail_price, community.feed_in_price, grid.dt_h, forecaster
+    )
     grid_ctx = None
     if resolved.network is not None:
         from peergrid.engine import network as netmod
@@ -102,34 +190,55 @@ def simulate(
             setup = netmod.build_setup(resolved, scenario.base_dir)
             community = dataclasses.replace(community, network=setup)
         assert setup is not None
-        grid_ctx = netmod.RunNetwork.prepare(setup, community)
+        expected_demand, expected_pv = expected_at_gates(feed, gates)
+        grid_ctx = netmod.RunNetwork.prepare(setup, community, expected_demand, expected_pv)
+        feed = dataclasses.replace(
+            feed,
+            export_limit_kwh=grid_ctx.export_limit_kwh,
+            import_limit_kwh=grid_ctx.import_limit_kwh,
+        )
 
-    def policy_for(name: str, *, p2p: bool) -> Any:
-        policy = policy_named(name)
-        if grid_ctx is not None:
-            policy = grid_ctx.wrap(policy, p2p=p2p)
-        return policy
-
-    policy = policy_for(run_ems, p2p=True)
+    policy = policy_named(run_ems)
+    if grid_ctx is not None and isinstance(policy, PlansWithNetwork):
+        constraints = grid_ctx.constraints()
+        if constraints is not None:
+            policy = policy.with_network(constraints)
     t_build = time.perf_counter()
-    view = grid_ctx.view if grid_ctx is not None else None
-    recorded = run_slots(community, policy, mechanism, on_progress, network=view)
-    base_rec = recorded
-    if policy.observes_market or run_ems != own_ems:
-        base_rec = run_slots(community, policy_for(own_ems, p2p=False), None)
+    rules = resolved.settlement
+    recorded = run_lifecycle(
+        feed,
+        community.assets,
+        policy,
+        mechanism,
+        gates,
+        network=grid_ctx.view if grid_ctx is not None else None,
+        deviation_rule=rules.deviation_rule,
+        penalty_per_kwh=rules.penalty_per_kwh,
+        on_progress=on_progress,
+    )
+    t_run = time.perf_counter()
+    if forecaster is None and not imposed and not policy.observes_market:
+        base_rec = recorded
+    else:
+        base_rec = run_realtime(feed, community.assets, policy_named(own_ems))
     base_net = base_rec.series["net_kwh"]
     baseline = _baseline(community, base_net)
     baseline["generation_kwh"] = base_rec.series["generation_kwh"]
+    t_base = time.perf_counter()
     period_cost = None
-    settle = getattr(mechanism, "settle_period", None)
-    if settle is not None:  # bill sharing, coordinated allocation rules: priced after the fact
-        period_cost = settle(
+    if isinstance(mechanism, PeriodSettled):
+        # bill sharing, coordinated allocation rules: priced after the fact on metered energy
+        period_cost = mechanism.settle_period(
             recorded.series["net_kwh"], community.retail_price, community.feed_in_price
         )
     network_out = None
     if grid_ctx is not None:
-        network_out = grid_ctx.after_run(community, recorded, baseline)
-    t_run = time.perf_counter()
+        network_out = grid_ctx.after_run(
+            community,
+            recorded,
+            baseline,
+            {"p2p": recorded.curtailed_kwh, "baseline": base_rec.curtailed_kwh},
+        )
     summary, participants = summarise(
         community,
         recorded,
@@ -137,15 +246,18 @@ def simulate(
         period_cost,
         None if network_out is None else network_out.charges(),
     )
+    _forecast_block(summary, participants, community, recorded, resolved.forecast, forecaster)
+    _settlement_block(summary, recorded, resolved)
     if network_out is not None:
         network_out.amend(summary, participants)
         if resolved.network is not None and resolved.network.compare_unconstrained:
-            network_out.compare(summary, _unconstrained(scenario, resolved, market, community))
-    core = getattr(mechanism, "core_check", None)
-    if core is not None:
+            network_out.compare(
+                summary, _unconstrained(scenario, resolved, market, forecast, community)
+            )
+    if isinstance(mechanism, CoreChecked):
         energy = recorded.series["cost"].sum(axis=0) if period_cost is None else period_cost
         net = recorded.series["net_kwh"]
-        check = core(net, community.retail_price, community.feed_in_price, energy)
+        check = mechanism.core_check(net, community.retail_price, community.feed_in_price, energy)
         summary["core"] = (
             {"checked": False, "reason": f"more than the limit of participants ({n})"}
             if check is None
@@ -157,6 +269,28 @@ def simulate(
                 "worst_coalition": [community.names[i] for i in sorted(check.worst_coalition)],
             }
         )
+    t_twin = time.perf_counter()
+    twin_slots = None
+    if forecaster is None:
+        twin_bill = participants["bill"].to_numpy()
+    elif twin:
+        twin_result = simulate(
+            scenario, market=market, forecast=PERFECT, community=community, twin=False
+        )
+        twin_bill = twin_result.participants["bill"].to_numpy()
+        twin_slots = twin_result.summary["timing_s"]["slots"]
+    else:
+        twin_bill = None
+    if twin_bill is not None:
+        bill = participants["bill"].to_numpy()
+        participants["perfect_foresight_bill"] = twin_bill
+        participants["forecast_error_cost"] = bill - twin_bill
+        summary["cost"]["perfect_foresight_total"] = round(float(twin_bill.sum()), 2)
+        summary["cost"]["forecast_error_cost"] = round(float((bill - twin_bill).sum()), 2)
+        baseline_total = float(participants["baseline_bill"].sum())
+        summary["cost"]["perfect_foresight_savings"] = round(
+            baseline_total - float(twin_bill.sum()), 2
+        )
     runtime = time.perf_counter() - t0
     summary["runtime_s"] = round(runtime, 3)
     summary["ems"] = run_ems
@@ -165,10 +299,19 @@ def simulate(
     if diagnostics:
         summary["ems_info"] = {k: round(float(v), 6) for k, v in diagnostics.items()}
     summary["timing_s"] = {
-        "build": round(t_build - t0, 3),
+        "build": round(t_fc - t0, 3),
+        "forecast_setup": round(t_build - t_fc, 3),
         "slots": round(t_run - t_build, 3),
-        "summarise": round(time.perf_counter() - t_run, 3),
+        "baseline": round(t_base - t_run, 3),
+        "summarise": round(t_twin - t_base, 3),
+        "twin": round(time.perf_counter() - t_twin, 3),
     }
+    if twin_slots is not None:
+        summary["timing_s"]["twin_slots"] = twin_slots
+    if forecaster is not None:
+        summary["timing_s"]["forecaster"] = {
+            k: round(float(v), 3) for k, v in forecaster.timings().items()
+        }
     return SimulationResult(
         scenario=resolved,
         community=community,
@@ -180,8 +323,100 @@ def simulate(
     )
 
 
+def _forecast_block(
+    summary: dict[str, Any],
+    participants: Any,
+    community: Community,
+    recorded: Recorded,
+    spec: ForecastSpec,
+    forecaster: Forecaster | None,
+) -> None:
+    """summary["forecast"] and per-participant forecast errors: MAE, RMSE, bias of the
+    forecasts the bids used, and their skill against persistence at the same gates."""
+    from peergrid.forecast.metrics import error_metrics, skill
+
+    actual_d = community.profiles.base_demand_kwh
+    actual_g = community.profiles.pv_kwh
+    fc_d = recorded.series["forecast_demand_kwh"]
+    fc_g = recorded.series["forecast_generation_kwh"]
+    reference = None if forecaster is None else _persistence_at_gates(community, recorded)
+    block: dict[str, Any] = {
+        "method": spec.method,
+        "params": dict(spec.params),
+        "history_days": spec.history_days,
+    }
+    skills: dict[str, float | None] = {}
+    for label, fc, actual, ref in (
+        ("demand", fc_d, actual_d, None if reference is None else reference[0]),
+        ("generation", fc_g, actual_g, None if reference is None else reference[1]),
+    ):
+        e = error_metrics(fc, actual)
+        block[f"{label}_mae_kwh"] = round(e.mean_mae_kwh, 6)
+        block[f"{label}_rmse_kwh"] = round(e.mean_rmse_kwh, 6)
+        block[f"{label}_bias_kwh"] = round(float(np.mean(e.bias_kwh)), 6)
+        block[f"community_{label}_rmse_kwh"] = round(e.community_rmse_kwh, 6)
+        if ref is None:
+            skills[label] = 1.0
+        else:
+            s = skill(e, error_metrics(ref, actual))
+            skills[label] = _round_or_none(s.pooled)
+            block[f"community_{label}_skill"] = _round_or_none(s.community)
+        participants[f"forecast_{label}_mae_kwh"] = e.mae_kwh
+    block["skill_vs_persistence"] = skills
+    summary["forecast"] = block
+
+
+def _round_or_none(x: float) -> float | None:
+    return round(float(x), 4) if np.isfinite(x) else None
+
+
+def _persistence_at_gates(community: Community, recorded: Recorded) -> tuple[Any, Any]:
+    """What persistence would have forecast for every slot at the same gates."""
+    from peergrid.forecast.registry import make_forecaster
+
+    data = community.forecast_data
+    assert data is not None
+    gates = gate_schedule(
+        community.grid,
+        parse_gate_closure(
+            str(community.scenario.market.gate_closure), community.grid.slot_minutes
+        ),
+    )
+    ref = make_forecaster("persistence", None, data, seed=community.scenario.seed)
+    feed = ForecastFeed.build(
+        community.profiles, community.retail_price, community.feed_in_price,
+        community.grid.dt_h, ref,
+    )  # fmt: skip
+    del recorded
+    return expected_at_gates(feed, gates)
+
+
+def _settlement_block(summary: dict[str, Any], recorded: Recorded, resolved: Scenario) -> None:
+    """summary["settlement"]: the rules, the deviations and where the money went."""
+    s, m = recorded.series, recorded.market
+    dev = s["deviation_kwh"]
+    rules = resolved.settlement
+    block: dict[str, Any] = {
+        "deviation_rule": rules.deviation_rule,
+        "gate_closure": resolved.market.gate_closure,
+        "deviation_short_kwh": round(float(np.maximum(-dev, 0.0).sum()), 4),
+        "deviation_long_kwh": round(float(np.maximum(dev, 0.0).sum()), 4),
+        "deviation_cost": round(float(s["deviation_cost"].sum()), 4),
+        "participants_paid": round(float(s["cost"].sum()), 4),
+        "retailer_revenue": round(float(np.nansum(m["retailer_revenue"])), 4),
+        "operator_revenue": round(float(np.nansum(m["operator_revenue"])), 4),
+    }
+    if rules.deviation_rule == "penalty":
+        block["penalty_per_kwh"] = rules.penalty_per_kwh
+    summary["settlement"] = block
+
+
 def _unconstrained(
-    scenario: Scenario, resolved: Scenario, market: str | None, community: Community
+    scenario: Scenario,
+    resolved: Scenario,
+    market: str | None,
+    forecast: str | None,
+    community: Community,
 ) -> dict[str, Any]:
     """Summary of the same run without the operator's network rules (envelopes, caps,
     permissioning, network constraints): what unconstrained P2P would do to the feeder."""
@@ -200,7 +435,7 @@ def _unconstrained(
     setup = community.network
     assert setup is not None
     same = dataclasses.replace(community, network=dataclasses.replace(setup, spec=free))
-    return simulate(other, market=market, community=same).summary
+    return simulate(other, market=market, forecast=forecast, community=same, twin=False).summary
 
 
 def _baseline(community: Community, net_kwh: np.ndarray) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -261,10 +261,12 @@ class Mechanism(Protocol):
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult: ...
 
 
+@runtime_checkable
 class PeriodSettled(Protocol):
     """Optional capability: a mechanism that prices the whole billing period after the fact
-    (bill sharing). The engine then bills each participant `settle_period(...)` instead of the
-    sum of its provisional per-slot costs."""
+    (bill sharing, the coordinated market's allocation rules). The engine then bills each
+    participant `settle_period(...)` of the metered net positions instead of the sum of its
+    provisional per-slot costs."""
 
     def settle_period(
         self, net_kwh: FloatArray, retail_price: FloatArray, feed_in_price: FloatArray
@@ -277,3 +279,33 @@ class PeriodSettled(Protocol):
 def make_params(cls: type[MechanismParams], raw: dict[str, Any] | None) -> MechanismParams:
     """Validate raw parameters (from TOML or CLI) for a mechanism."""
     return cls.model_validate({} if raw is None else raw)
+
+
+@runtime_checkable
+class ImposesPolicy(Protocol):
+    """Optional capability: a mechanism whose P2P run needs its own EMS policy for every home
+    (the coordinated market's central scheduler, the Stackelberg game's leader and followers);
+    the baseline keeps each home's own EMS."""
+
+    ems_policy: ClassVar[str]
+
+    def ems_params(self) -> dict[str, Any] | None:
+        """Parameters for that policy (None: its defaults)."""
+        ...
+
+
+@runtime_checkable
+class CoreChecked(Protocol):
+    """Optional capability: a mechanism that can check whether the period's allocation is in
+    the core of the community's cooperative game (the coordinated market)."""
+
+    def core_check(
+        self,
+        net_kwh: FloatArray,
+        retail_price: FloatArray,
+        feed_in_price: FloatArray,
+        energy_cost: FloatArray,
+    ) -> Any:
+        """The check's result (`coordination.allocation.CoreCheck`), or None where the
+        community is too large to check."""
+        ...

@@ -25,7 +25,7 @@ payments by the rule's shares (a budget-neutral transfer on top of these fills).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -141,6 +141,10 @@ class CoordinatedMarket:
     ems_policy: ClassVar[str] = "coordinated"
 
     params: MechanismParams
+
+    def ems_params(self) -> dict[str, Any] | None:
+        """The central scheduler runs with its own defaults."""
+        return None
 
     def __init__(self, params: CoordinatedMarketParams | None = None) -> None:
         validated = params if params is not None else CoordinatedMarketParams()

@@ -22,7 +22,6 @@ Conventions of the inputs:
 
 from __future__ import annotations
 
-import html
 import importlib.metadata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -33,9 +32,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from peergrid.network.kpi import NetworkKpis
 from peergrid.report import plots
+from peergrid.report.format import (
+    MINUS,
+    NA,
+    KpiRow,
+    column_head,
+    escape,
+    format_change,
+    format_value,
+    kpi_table,
+    number_text,
+    table,
+)
 from peergrid.report.network import ANCHOR as NETWORK_ANCHOR
 from peergrid.report.network import NetworkReportData, network_section
+from peergrid.report.page import document
 from peergrid.timegrid import SlotGrid
 
 FloatArray = NDArray[np.float64]
@@ -126,106 +139,6 @@ def _check(data: ReportData) -> None:
         raise ValueError(f"ReportData.prices: {len(data.prices)} rows, expected {n_slots}")
 
 
-# --- number formatting ---------------------------------------------------------------------
-
-_MINUS = "\u2212"
-_NA = "n/a"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
-def _num(value: float) -> str:
-    """A readable number: thousands separators, fewer decimals for bigger magnitudes."""
-    if value == 0:
-        return "0"
-    mag = abs(value)
-    if mag >= 1000:
-        text = f"{value:,.0f}"
-    elif mag >= 10:
-        text = f"{value:,.1f}"
-    elif mag >= 0.01:
-        text = f"{value:.2f}"
-    else:
-        text = f"{value:.3g}"
-    return text.replace("-", _MINUS)
-
-
-def _signed(text: str, value: float) -> str:
-    return text if value < 0 or text in ("0", _NA) else "+" + text
-
-
-def _number_text(value: object, unit: str) -> str:
-    """A finite number in `unit` without the unit symbol, else its text."""
-    if value is None:
-        return _NA
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if not _is_number(value):
-        text = str(value)
-        return text if len(text) <= 200 else text[:199] + "…"
-    x = float(value)  # type: ignore[arg-type]
-    if not np.isfinite(x):
-        return _NA
-    if unit == "frac":
-        text = f"{100 * x:.1f}"
-    elif unit == "%":
-        text = f"{x:.1f}"
-    elif unit == "currency":
-        text = f"{round(x, 2) + 0.0:,.2f}"  # + 0.0: no "-0.00"
-    elif unit == "count" or (unit in ("", "-") and isinstance(value, int | np.integer)):
-        text = f"{int(x):,}"
-    else:
-        return _num(x)
-    return text.replace("-", _MINUS)
-
-
-def _unit_symbol(unit: str, currency: str) -> str:
-    """What follows a number of `unit` on the page ("" for plain numbers)."""
-    if unit in ("", "-", "count"):
-        return ""
-    if unit == "frac":
-        return "%"
-    return unit.replace("currency", currency)
-
-
-def format_value(value: object, unit: str, currency: str) -> str:
-    """`value` in `unit` as display text (not yet HTML-escaped).
-
-    Units: "frac" (a fraction, shown in %), "%", "currency", "count", "-" (dimensionless),
-    or a physical unit such as "kWh" (may contain "currency", as in "currency/kWh").
-    """
-    text = _number_text(value, unit)
-    symbol = _unit_symbol(unit, currency)
-    if not symbol or not _is_number(value) or text == _NA:
-        return text
-    return f"{text} {symbol}"
-
-
-def format_change(value: object, baseline: object, unit: str, currency: str) -> str:
-    """P2P minus baseline, with the relative change where it means something."""
-    if not (_is_number(value) and _is_number(baseline)):
-        return ""
-    v, b = float(value), float(baseline)  # type: ignore[arg-type]
-    if not (np.isfinite(v) and np.isfinite(b)):
-        return _NA
-    diff = v - b
-    if diff == 0:
-        return "no change"
-    if unit == "frac":
-        return _signed(f"{100 * diff:.1f} pp".replace("-", _MINUS), diff)
-    if unit == "%":
-        return _signed(f"{diff:.1f} pp".replace("-", _MINUS), diff)
-    absolute = _signed(format_value(diff, unit, currency), diff)
-    if b == 0:
-        return absolute
-    rel = 100 * diff / abs(b)
-    return f"{absolute} ({_signed(f'{rel:.1f}'.replace('-', _MINUS), rel)} %)"
-
-
 # --- summary -------------------------------------------------------------------------------
 
 # Shown in the header (or derived there from the grid), so not repeated under "More figures".
@@ -242,7 +155,13 @@ _HEADER_KEYS = (
     "seed",
     "runtime_s",
 )
-_SECTIONS = (("energy", "Energy"), ("cost", "Cost"), ("kpi", "Indicators"))
+_SECTIONS = (
+    ("energy", "Energy"),
+    ("cost", "Cost"),
+    ("kpi", "Indicators"),
+    ("forecast", "Forecasts at gate closure"),
+    ("settlement", "Settlement of deviations"),
+)
 
 # path -> (label, unit, meaning for newcomers)
 _KNOWN: dict[str, tuple[str, str, str]] = {
@@ -296,6 +215,65 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
         "Participants worse off",
         "count",
         "Participants paying more than without P2P trading.",
+    ),
+    "cost.perfect_foresight_total": (
+        "Total bill with perfect foresight",
+        "currency",
+        "The same market if every home had known its demand and PV exactly.",
+    ),
+    "cost.forecast_error_cost": (
+        "Cost of forecast error",
+        "currency",
+        "Total bill minus the bill with perfect foresight.",
+    ),
+    "cost.perfect_foresight_savings": (
+        "Savings with perfect foresight",
+        "currency",
+        "What the market would save against the baseline with perfect forecasts.",
+    ),
+    "forecast.method": ("Forecaster", "", "How each home's EMS forecast demand and PV."),
+    "forecast.history_days": ("History", "count", "Days of meter data before the run [d]."),
+    "forecast.demand_mae_kwh": (
+        "Demand forecast MAE",
+        "kWh",
+        "Mean absolute error per slot and household of the forecasts the bids used.",
+    ),
+    "forecast.generation_mae_kwh": (
+        "PV forecast MAE",
+        "kWh",
+        "Mean absolute error per slot and household of the PV forecasts the bids used.",
+    ),
+    "settlement.gate_closure": ("Gate closure", "", "When orders for each slot were due."),
+    "settlement.deviation_rule": (
+        "Deviation rule",
+        "",
+        "How metered − committed energy is settled.",
+    ),
+    "settlement.deviation_short_kwh": (
+        "Short deviations",
+        "kWh",
+        "Energy taken beyond, or delivered below, the commitments.",
+    ),
+    "settlement.deviation_long_kwh": (
+        "Long deviations",
+        "kWh",
+        "Energy delivered beyond, or taken below, the commitments.",
+    ),
+    "settlement.deviation_cost": ("Deviation cost", "currency", "What the deviations cost."),
+    "settlement.participants_paid": (
+        "Participants paid",
+        "currency",
+        "Everything the participants paid for energy (negative: received).",
+    ),
+    "settlement.retailer_revenue": (
+        "Retailer received",
+        "currency",
+        "What the retailer received for the energy it supplied and took.",
+    ),
+    "settlement.operator_revenue": (
+        "Operator received",
+        "currency",
+        "Market surplus and penalty spreads kept by the market operator.",
     ),
 }
 
@@ -384,37 +362,10 @@ def _extra_leaves(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
 # --- HTML pieces ---------------------------------------------------------------------------
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-_CSS = """
-:root{color-scheme:light}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-color:#1a1a1a;background:#fff;max-width:1080px;margin:2rem auto;padding:0 1rem;line-height:1.45}
-h1{font-size:1.7rem;margin:0 0 .3rem}
-h2{font-size:1.25rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:.5rem 0}
-th,td{padding:.28rem .7rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-th{background:#f6f6f6;font-weight:600}
-td.num,th.num{text-align:right;white-space:nowrap}
-td.meaning{color:#555;font-size:.9rem}
-table.meta th{background:none;font-weight:600;white-space:nowrap}
-figure{margin:1.2rem 0 2rem}
-figcaption{color:#444;font-size:.92rem;max-width:60rem}
-svg.figure{width:100%;height:auto;display:block}
-nav a{margin-right:.9rem}
-.muted{color:#666}
-.note{background:#f6f6f6;padding:.6rem .9rem;border-left:3px solid #bbb}
-details summary{cursor:pointer;font-weight:600}
-footer{margin-top:3rem;color:#777;font-size:.85rem}
-"""
-
-
 def _utc_offset_text(offsets: pd.Index) -> str:
     def one(delta: pd.Timedelta) -> str:
         minutes = int(delta.total_seconds() // 60)
-        sign = "+" if minutes >= 0 else _MINUS
+        sign = "+" if minutes >= 0 else MINUS
         return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
     texts = [one(d) for d in offsets]
@@ -437,8 +388,8 @@ def _header(data: ReportData) -> str:
     )
     rows: list[tuple[str, str]] = [
         ("Scenario", str(summary.get("scenario", data.title))),
-        ("Market mechanism", str(summary.get("market", _NA))),
-        ("Energy management (EMS)", str(summary.get("ems", _NA))),
+        ("Market mechanism", str(summary.get("market", NA))),
+        ("Energy management (EMS)", str(summary.get("ems", NA))),
         ("Period", period),
         ("Time zone", f"{grid.timezone}, {_utc_offset_text(offsets)}"),
         ("Participants", f"{len(data.names):,}"),
@@ -449,21 +400,17 @@ def _header(data: ReportData) -> str:
         rows.append(("Random seed", str(summary["seed"])))
     if "runtime_s" in summary:
         rows.append(("Simulation runtime", format_value(summary["runtime_s"], "s", data.currency)))
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return (
-        f"<header><h1>{_e(data.title)}</h1>"
+        f"<header><h1>{escape(data.title)}</h1>"
         '<p class="muted">Peer-to-peer energy sharing: simulation report</p>'
         f'<table class="meta">{body}</table></header>'
     )
 
 
-def _kpi_table(data: ReportData) -> str:
+def _kpi_rows(data: ReportData) -> Iterator[KpiRow | str]:
+    """The key-figure table: a heading per summary section, then its rows."""
     cur = data.currency
-    parts = [
-        '<table class="kpi"><thead><tr><th>Figure</th><th class="num">With P2P</th>'
-        '<th class="num">Baseline (no P2P)</th><th class="num">Change</th><th>Meaning</th>'
-        "</tr></thead><tbody>"
-    ]
     for name, title in _SECTIONS:
         section = data.summary.get(name)
         if not isinstance(section, Mapping):
@@ -471,20 +418,13 @@ def _kpi_table(data: ReportData) -> str:
         rows = list(_section_rows(name, section))
         if not rows:
             continue
-        parts.append(f'<tr><th colspan="5">{_e(title)}</th></tr>')
+        yield title
         for row in rows:
             base = format_value(row.baseline, row.unit, cur) if row.has_baseline else ""
             change = (
                 format_change(row.value, row.baseline, row.unit, cur) if row.has_baseline else ""
             )
-            parts.append(
-                f"<tr><td>{_e(row.label)}</td>"
-                f'<td class="num">{_e(format_value(row.value, row.unit, cur))}</td>'
-                f'<td class="num">{_e(base)}</td><td class="num">{_e(change)}</td>'
-                f'<td class="meaning">{_e(row.meaning)}</td></tr>'
-            )
-    parts.append("</tbody></table>")
-    return "".join(parts)
+            yield (row.label, format_value(row.value, row.unit, cur), base, change, row.meaning)
 
 
 def _unconstrained_note(summary: Mapping[str, Any], currency: str) -> str:
@@ -494,47 +434,40 @@ def _unconstrained_note(summary: Mapping[str, Any], currency: str) -> str:
     if not isinstance(free, Mapping) or not isinstance(net, Mapping):
         return ""
     cost = summary["cost"]
-    cur = _e(currency)
 
-    def row(label: str, a: str, b: str) -> str:
-        return f'<tr><td>{_e(label)}</td><td class="num">{a}</td><td class="num">{b}</td></tr>'
+    def both(key: str, unit: str) -> tuple[str, str]:
+        return number_text(free[key], unit), number_text(net[key], unit)
+
+    def volts(case: Mapping[str, Any]) -> str:
+        return f"{number_text(case['max_voltage_pu'], 'p.u.')} / " + number_text(
+            case["min_voltage_pu"], "p.u."
+        )
+
+    def savings(case: Mapping[str, Any]) -> str:
+        money = format_value(case["savings"], "currency", currency)
+        return f"{money} ({format_value(case['savings_pct'], '%')})"
 
     rows = [
-        row(
-            "Slots with a voltage violation",
-            f"{free['voltage_violation_slots']}",
-            f"{net['voltage_violation_slots']}",
-        ),
-        row(
-            "Highest / lowest voltage [p.u.]",
-            f"{free['max_voltage_pu']:.4f} / {free['min_voltage_pu']:.4f}",
-            f"{net['max_voltage_pu']:.4f} / {net['min_voltage_pu']:.4f}",
-        ),
-        row("Slots with an overload", f"{free['overload_slots']}", f"{net['overload_slots']}"),
-        row(
-            "Highest loading [%]", f"{free['max_loading_pct']:.1f}", f"{net['max_loading_pct']:.1f}"
-        ),
-        row("Curtailed PV [kWh]", f"{free['curtailed_kwh']:,.1f}", f"{net['curtailed_kwh']:,.1f}"),
-        row(
-            "P2P savings against the baseline",
-            f"{free['savings']:,.2f} {cur} ({free['savings_pct']:.1f} %)",
-            f"{cost['savings']:,.2f} {cur} ({cost['savings_pct']:.1f} %)",
-        ),
-        row(
+        ("Slots with a voltage violation", *both("voltage_violation_slots", "count")),
+        ("Highest / lowest voltage [p.u.]", volts(free), volts(net)),
+        ("Slots with an overload", *both("overload_slots", "count")),
+        ("Highest loading [%]", *both("max_loading_pct", "%")),
+        ("Curtailed PV [kWh]", *both("curtailed_kwh", "kWh")),
+        ("P2P savings against the baseline", savings(free), savings(cost)),
+        (
             "Community bill",
-            f"{free['total']:,.2f} {cur}",
-            f"{cost['total']:,.2f} {cur}",
+            format_value(free["total"], "currency", currency),
+            format_value(cost["total"], "currency", currency),
         ),
     ]
+    heads = ("Figure", "Unconstrained P2P", "With the operator's rules")
     return (
         '<section><h2 id="network-rules">Network rules against unconstrained P2P</h2>'
         '<p class="muted">The same community and market simulated a second time without the '
         "network operator's rules (no envelopes or connection limits, no permissioning, no "
         "network constraints in the coordinated schedule). Savings are each run's against its "
         "own baseline under the same rules.</p>"
-        '<table><thead><tr><th>Figure</th><th class="num">Unconstrained P2P</th>'
-        '<th class="num">With the operator\'s rules</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
+        f"{table(heads, rows, (False, True, True))}</section>"
     )
 
 
@@ -550,14 +483,8 @@ def _extra_table(data: ReportData) -> str:
             _, unit, _ = _describe(path, key)
             if unit:
                 break
-        rows.append(
-            f"<tr><td>{_e(path)}</td>"
-            f'<td class="num">{_e(format_value(value, unit, data.currency))}</td></tr>'
-        )
-    return (
-        '<h2 id="more">More figures</h2><table><thead><tr><th>Key</th>'
-        f'<th class="num">Value</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    )
+        rows.append((path, format_value(value, unit, data.currency)))
+    return f'<h2 id="more">More figures</h2>{table(("Key", "Value"), rows, (False, True))}'
 
 
 _PARTICIPANT_LABELS: dict[str, tuple[str, str]] = {
@@ -598,27 +525,20 @@ def _participants_table(data: ReportData) -> str:
         else:
             label, unit, _ = _describe(f"participants.{col}", col)
         units.append(unit)
-        symbol = _unit_symbol(unit, cur)
-        heads.append(f"{label} [{symbol}]" if symbol else label)
-    head = "".join(
-        f'<th class="num">{_e(h)}</th>' if num else f"<th>{_e(h)}</th>"
-        for h, num in zip(heads, numeric, strict=True)
-    )
-    body: list[str] = []
-    for record in df.itertuples(index=False, name=None):
-        # The unit is in the column head; cells carry the bare number.
-        cells = "".join(
-            f'<td class="num">{_e(_number_text(value, unit))}</td>'
-            if num
-            else f"<td>{_e(value)}</td>"
+        heads.append(column_head(label, unit, cur))
+    # The unit is in the column head; cells carry the bare number.
+    rows = (
+        [
+            number_text(value, unit) if num else value
             for value, unit, num in zip(record, units, numeric, strict=True)
-        )
-        body.append(f"<tr>{cells}</tr>")
+        ]
+        for record in df.itertuples(index=False, name=None)
+    )
     opened = " open" if len(df) <= 20 else ""
     return (
         f'<h2 id="participants">Participants</h2><details{opened}><summary>'
         f"Per-participant bills and energy ({len(df):,} participants)</summary>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></details>"
+        f"{table(heads, rows, numeric)}</details>"
     )
 
 
@@ -742,6 +662,19 @@ def _figures(data: ReportData) -> list[_Figure]:
     return figures
 
 
+def _network(data: ReportData) -> str:
+    """The network section; its key figures are the summary's (summary.json's network block),
+    computed from the arrays only when the summary has none."""
+    if data.network is None:
+        return ""
+    block = data.summary.get("network")
+    if not isinstance(block, Mapping):
+        return network_section(data.network)
+    n = data.grid.n_slots
+    kpis = NetworkKpis.from_summary(block, n), NetworkKpis.from_summary(block["baseline"], n)
+    return network_section(data.network, kpis)
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("peergrid")
@@ -758,21 +691,18 @@ def render_report(data: ReportData) -> str:
     _check(data)
     figures = _figures(data)
     extra = _extra_table(data)
-    nav = " ".join(f'<a href="#{f.anchor}">{_e(f.heading)}</a>' for f in figures)
+    nav = " ".join(f'<a href="#{f.anchor}">{escape(f.heading)}</a>' for f in figures)
     sections = []
     for f in figures:
-        body = f.svg if f.svg is not None else f'<p class="note">{_e(f.caption)}</p>'
-        caption = f"<figcaption>{_e(f.caption)}</figcaption>" if f.svg is not None else ""
+        body = f.svg if f.svg is not None else f'<p class="note">{escape(f.caption)}</p>'
+        caption = f"<figcaption>{escape(f.caption)}</figcaption>" if f.svg is not None else ""
         sections.append(
-            f'<section><h2 id="{f.anchor}">{_e(f.heading)}</h2><figure>{body}{caption}'
+            f'<section><h2 id="{f.anchor}">{escape(f.heading)}</h2><figure>{body}{caption}'
             "</figure></section>"
         )
-    return "\n".join(
+    return document(
+        data.title,
         [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>",
             _header(data),
             f'<nav><a href="#kpi">Key figures</a> {nav}'
             + (f' <a href="#{NETWORK_ANCHOR}">Network</a>' if data.network is not None else "")
@@ -783,22 +713,16 @@ def render_report(data: ReportData) -> str:
             '<p class="muted">The baseline is the same community without P2P trading: every '
             "participant buys from and sells to the supplier at the retail and feed-in prices."
             "</p>",
-            _kpi_table(data),
+            kpi_table(_kpi_rows(data)),
             *sections,
-            network_section(data.network) if data.network is not None else "",
+            _network(data),
             _unconstrained_note(data.summary, data.currency),
             _participants_table(data),
             extra,
-            f"<footer>Made by peergrid {_e(_version())}. Self-contained: this file "
+            f"<footer>Made by peergrid {escape(_version())}. Self-contained: this file "
             "loads nothing from the network.</footer>",
-            "</body></html>",
-            "",
-        ]
+        ],
     )
 
 
-__all__ = ["ReportData", "format_change", "format_value", "render_report"]
-
-
-#: The page style, shared with the comparison report.
-PAGE_CSS = _CSS
+__all__ = ["ReportData", "render_report"]

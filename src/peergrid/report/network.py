@@ -1,7 +1,7 @@
 """The network section of the run report: voltages, branch loading, losses and curtailment.
 
 `network_section(NetworkReportData) -> str` returns an HTML fragment (`<section>…</section>`)
-that uses the classes of the page style (`peergrid.report.html.PAGE_CSS`). It compares the run
+that uses the classes of the page style (`peergrid.report.page.PAGE_CSS`). It compares the run
 with P2P trading against the baseline without it on the same feeder:
 
 - a table of key network figures (voltage extremes, slots outside the voltage limits, slots
@@ -20,13 +20,12 @@ as a `data:` URI): a vector grid of 130 buses x 1,500 columns would weigh tens o
 15-minute slots on 130 buses gives a fragment of about 1 MB, rendered in about 2 s.
 
 Inputs should be finite; a NaN (e.g. a slot whose power flow did not converge) is tolerated:
-extremes and counts ignore it and the heat map draws it grey. This module does not import
-`peergrid.report.html` (which imports this one), hence its own small number formatting.
+extremes and counts ignore it and the heat map draws it grey. The key figures and their
+tolerances are `peergrid.network.kpi`'s, the text of numbers `peergrid.report.format`'s.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,7 +38,27 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from peergrid.network.kpi import (
+    V_TOL_PU,
+    NetworkKpis,
+    most_loaded_branches,
+    network_kpis,
+    overloaded,
+    overvoltage,
+    undervoltage,
+    worst_buses,
+)
 from peergrid.report import plots
+from peergrid.report.format import (
+    KpiRow,
+    duration,
+    escape,
+    format_change,
+    format_value,
+    kpi_table,
+    number_text,
+    table,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -53,14 +72,6 @@ N_WORST = 10
 ANCHOR = "network"
 """Id of the section heading, for the page's navigation."""
 
-V_TOL_PU = 1e-6
-"""A voltage counts as outside a limit when beyond it by more than this [p.u.]: float32
-voltages carry about 1e-7 p.u. of rounding, and a value held at a limit is not a violation."""
-
-LOADING_TOL_PCT = 1e-4
-"""A branch counts as overloaded when above the limit by more than this [%]."""
-
-_MINUS = "\u2212"
 _OVER_COLOUR = "#000000"  # heat-map cells above the upper voltage limit
 _UNDER_COLOUR = "#E69F00"  # heat-map cells below the lower voltage limit
 _NAN_COLOUR = "#BBBBBB"
@@ -145,74 +156,18 @@ def _check(data: NetworkReportData) -> None:
 # --- aggregates ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NetworkKpis:
-    """Key network figures of one case (counts are slots, out of `n_slots`)."""
-
-    n_slots: int
-    v_min_pu: float
-    v_max_pu: float
-    overvoltage_slots: int
-    undervoltage_slots: int
-    voltage_violation_slots: int
-    overload_slots: int
-    max_loading_pct: float
-    losses_kwh: float
-    curtailed_kwh: float
-
-
-def _reduce_or_nan(values: NDArray[np.floating], *, high: bool) -> float:
-    """Max (high) or min of all finite values, NaN if there are none (no warning)."""
-    if values.size == 0:
-        return float("nan")
-    ufunc = np.fmax if high else np.fmin
-    return float(ufunc.reduce(values, axis=None))
-
-
-def network_kpis(
-    case: NetworkCase, *, dt_h: float, v_min_pu: float, v_max_pu: float, max_loading_pct: float
-) -> NetworkKpis:
-    """Voltage extremes, slots with a bus outside [v_min_pu, v_max_pu], slots with a branch
-    above `max_loading_pct`, highest loading [%], losses [kWh] and curtailment [kWh].
-
-    "Outside" and "above" mean by more than `V_TOL_PU` and `LOADING_TOL_PCT`.
-    """
-    v = case.v_pu
-    over = np.any(v > v_max_pu + V_TOL_PU, axis=1)
-    under = np.any(v < v_min_pu - V_TOL_PU, axis=1)
-    loading = case.loading_pct
-    overload = np.any(loading > max_loading_pct + LOADING_TOL_PCT, axis=1)
-    return NetworkKpis(
-        n_slots=int(v.shape[0]),
-        v_min_pu=_reduce_or_nan(v, high=False),
-        v_max_pu=_reduce_or_nan(v, high=True),
-        overvoltage_slots=int(over.sum()),
-        undervoltage_slots=int(under.sum()),
-        voltage_violation_slots=int((over | under).sum()),
-        overload_slots=int(overload.sum()),
-        max_loading_pct=_reduce_or_nan(loading, high=True),
-        losses_kwh=float(np.nansum(case.losses_kw) * dt_h),
-        curtailed_kwh=float(np.nansum(case.curtailed_kwh)),
+def case_kpis(data: NetworkReportData, case: NetworkCase) -> NetworkKpis:
+    """The key figures of one case of `data` (`peergrid.network.kpi.network_kpis`)."""
+    return network_kpis(
+        case.v_pu,
+        case.loading_pct,
+        case.losses_kw,
+        dt_h=data.dt_h,
+        v_min_pu=data.v_min_pu,
+        v_max_pu=data.v_max_pu,
+        max_loading_pct=data.max_loading_pct,
+        curtailed_kwh=case.curtailed_kwh,
     )
-
-
-def worst_buses(v_pu: NDArray[np.floating], n: int = N_WORST, *, high: bool) -> IntArray:
-    """Indices of the `n` buses with the highest maximum (high) or lowest minimum voltage.
-
-    Ties keep the given (electrical) order; buses with no finite value come last.
-    """
-    if high:
-        key = -np.fmax.reduce(v_pu, axis=0).astype(np.float64)
-    else:
-        key = np.fmin.reduce(v_pu, axis=0).astype(np.float64)
-    order = np.argsort(key, kind="stable")  # NaN sorts last
-    return np.asarray(order[:n], dtype=np.int64)
-
-
-def most_loaded_branches(loading_pct: NDArray[np.floating], n: int = N_WORST) -> IntArray:
-    """Indices of the `n` branches with the highest maximum loading, ties in the given order."""
-    key = -np.fmax.reduce(loading_pct, axis=0).astype(np.float64)
-    return np.asarray(np.argsort(key, kind="stable")[:n], dtype=np.int64)
 
 
 def percentile_by_column(values: NDArray[np.floating], q: float) -> FloatArray:
@@ -450,74 +405,17 @@ def daily_figure(
 # --- HTML ------------------------------------------------------------------------------------
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _duration(hours: float) -> str:
-    minutes = round(hours * 60)
-    if minutes % 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h"
-
-
-def _fix(value: float, digits: int) -> str:
-    return f"{value:,.{digits}f}".replace("-", _MINUS) if np.isfinite(value) else "n/a"
-
-
-def _signed(value: float, text: str) -> str:
-    return text if value < 0 else "+" + text
-
-
-def _energy(value: float) -> str:
-    """kWh as text with fewer decimals for bigger magnitudes."""
-    if value == 0:
-        return "0"
-    mag = abs(value)
-    return _fix(value, 0 if mag >= 1000 else 1 if mag >= 10 else 2)
-
-
-def _kpi_rows(
-    data: NetworkReportData, p2p: NetworkKpis, base: NetworkKpis
-) -> list[tuple[str, ...]]:
+def _kpi_rows(data: NetworkReportData, p2p: NetworkKpis, base: NetworkKpis) -> list[KpiRow]:
     """(label, P2P, baseline, change, meaning) of the key-figure table."""
 
-    def measured(a: float, b: float, digits: int, unit: str, diff_unit: str) -> tuple[str, ...]:
-        def one(x: float) -> str:
-            return f"{_fix(x, digits)} {unit}" if np.isfinite(x) else "n/a"
+    def measured(a: float, b: float, unit: str) -> tuple[str, str, str]:
+        return format_value(a, unit), format_value(b, unit), format_change(a, b, unit)
 
-        d = a - b
-        if not np.isfinite(d):
-            change = "n/a"
-        else:
-            change = "no change" if d == 0 else _signed(d, f"{_fix(d, digits)} {diff_unit}")
-        return one(a), one(b), change
-
-    def volts(a: float, b: float) -> tuple[str, ...]:
-        return measured(a, b, 4, "p.u.", "p.u.")
-
-    def slots(a: int, b: int) -> tuple[str, ...]:
-        n = p2p.n_slots
-
+    def slots(a: int, b: int) -> tuple[str, str, str]:
         def one(x: int) -> str:
-            return f"{x:,} ({100 * x / n:.1f} %)"
+            return f"{number_text(x, 'count')} ({number_text(100 * x / p2p.n_slots, '%')} %)"
 
-        d = a - b
-        return one(a), one(b), "no change" if d == 0 else _signed(d, _fix(d, 0))
-
-    def pct(a: float, b: float) -> tuple[str, ...]:
-        return measured(a, b, 1, "%", "pp")
-
-    def kwh(a: float, b: float) -> tuple[str, ...]:
-        d = a - b
-        if d == 0:
-            change = "no change"
-        else:
-            change = _signed(d, _energy(d) + " kWh")
-            if b != 0:
-                rel = 100 * d / abs(b)
-                change += f" ({_signed(rel, _fix(rel, 1))} %)"
-        return f"{_energy(a)} kWh", f"{_energy(b)} kWh", change
+        return one(a), one(b), format_change(a, b, "count", relative=False)
 
     lo, hi, lim = data.v_min_pu, data.v_max_pu, data.max_loading_pct
     curtail_meaning = "Generation held back to keep the network within its limits"
@@ -526,12 +424,12 @@ def _kpi_rows(
     rows = [
         (
             "Lowest voltage",
-            *volts(p2p.v_min_pu, base.v_min_pu),
+            *measured(p2p.min_voltage_pu, base.min_voltage_pu, "p.u."),
             f"Lowest voltage at any bus in any slot; lower limit {lo:.2f} p.u.",
         ),
         (
             "Highest voltage",
-            *volts(p2p.v_max_pu, base.v_max_pu),
+            *measured(p2p.max_voltage_pu, base.max_voltage_pu, "p.u."),
             f"Highest voltage at any bus in any slot; upper limit {hi:.2f} p.u.",
         ),
         (
@@ -556,68 +454,42 @@ def _kpi_rows(
         ),
         (
             "Highest loading",
-            *pct(p2p.max_loading_pct, base.max_loading_pct),
+            *measured(p2p.max_loading_pct, base.max_loading_pct, "%"),
             "Highest loading of any line or transformer, in % of its rating.",
         ),
         (
             "Network losses",
-            *kwh(p2p.losses_kwh, base.losses_kwh),
+            *measured(p2p.losses_kwh, base.losses_kwh, "kWh"),
             "Energy lost in the feeder's lines and transformers.",
         ),
-        ("Curtailed generation", *kwh(p2p.curtailed_kwh, base.curtailed_kwh), curtail_meaning),
+        (
+            "Curtailed generation",
+            *measured(p2p.curtailed_kwh, base.curtailed_kwh, "kWh"),
+            curtail_meaning,
+        ),
     ]
     return rows
-
-
-def _kpi_table(rows: list[tuple[str, ...]]) -> str:
-    body = "".join(
-        f'<tr><td>{_e(label)}</td><td class="num">{_e(a)}</td><td class="num">{_e(b)}</td>'
-        f'<td class="num">{_e(change)}</td><td class="meaning">{_e(meaning)}</td></tr>'
-        for label, a, b, change, meaning in rows
-    )
-    return (
-        '<table class="kpi"><thead><tr><th>Figure</th><th class="num">With P2P</th>'
-        '<th class="num">Baseline (no P2P)</th><th class="num">Change</th><th>Meaning</th>'
-        f"</tr></thead><tbody>{body}</tbody></table>"
-    )
-
-
-def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> str:
-    head = "".join(
-        f'<th class="num">{_e(h)}</th>' if num else f"<th>{_e(h)}</th>"
-        for h, num in zip(heads, numeric, strict=True)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{_e(c)}</td>' if num else f"<td>{_e(c)}</td>"
-            for c, num in zip(row, numeric, strict=True)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _bus_table(data: NetworkReportData, *, high: bool) -> str:
     p2p, base = data.p2p.v_pu, data.baseline.v_pu
     if high:
         reduce, limit, sign, word = np.fmax.reduce, data.v_max_pu, ">", "Max"
-        p2p_count = np.sum(p2p > limit + V_TOL_PU, axis=0)
-        base_count = np.sum(base > limit + V_TOL_PU, axis=0)
+        p2p_count = overvoltage(p2p, limit).sum(axis=0)
+        base_count = overvoltage(base, limit).sum(axis=0)
     else:
         reduce, limit, sign, word = np.fmin.reduce, data.v_min_pu, "<", "Min"
-        p2p_count = np.sum(p2p < limit - V_TOL_PU, axis=0)
-        base_count = np.sum(base < limit - V_TOL_PU, axis=0)
+        p2p_count = undervoltage(p2p, limit).sum(axis=0)
+        base_count = undervoltage(base, limit).sum(axis=0)
     p2p_ext, base_ext = reduce(p2p, axis=0), reduce(base, axis=0)
     rows = [
         (
             str(rank),
             data.bus_labels[i],
-            _fix(float(p2p_ext[i]), 4),
-            f"{int(p2p_count[i]):,}",
-            _fix(float(base_ext[i]), 4),
-            f"{int(base_count[i]):,}",
+            number_text(float(p2p_ext[i]), "p.u."),
+            number_text(int(p2p_count[i]), "count"),
+            number_text(float(base_ext[i]), "p.u."),
+            number_text(int(base_count[i]), "count"),
         )
         for rank, i in enumerate(worst_buses(p2p, N_WORST, high=high), start=1)
     ]
@@ -629,7 +501,7 @@ def _bus_table(data: NetworkReportData, *, high: bool) -> str:
         f"{word} baseline [p.u.]",
         f"Slots {sign} {limit:.2f} p.u. baseline",
     )
-    return _table(heads, rows, (True, False, True, True, True, True))
+    return table(heads, rows, (True, False, True, True, True, True))
 
 
 def _branch_table(data: NetworkReportData) -> str:
@@ -641,19 +513,20 @@ def _branch_table(data: NetworkReportData) -> str:
             (
                 np.fmax.reduce(x, axis=0),
                 percentile_by_column(x, 99.0),
-                np.sum(x > lim + LOADING_TOL_PCT, axis=0),
+                overloaded(x, lim).sum(axis=0),
             )
         )
     rows = []
-    for rank, j in enumerate(most_loaded_branches(data.p2p.loading_pct), start=1):
+    for rank, j in enumerate(most_loaded_branches(data.p2p.loading_pct, N_WORST), start=1):
         cells = [str(rank), data.branch_labels[j]]
         for top, p99, count in stats:
-            cells += [_fix(float(top[j]), 1), _fix(float(p99[j]), 1), f"{int(count[j]):,}"]
+            cells += [number_text(float(x[j]), "%") for x in (top, p99)]
+            cells.append(number_text(int(count[j]), "count"))
         rows.append(cells)
     heads = ["#", "Branch"]
     for which in ("with P2P", "baseline"):
         heads += [f"Max {which} [%]", f"99th pct {which} [%]", f"Slots > {lim:g} % {which}"]
-    return _table(heads, rows, [True, False] + [True] * 6)
+    return table(heads, rows, [True, False] + [True] * 6)
 
 
 _PIXELATED = ' style="image-rendering:crisp-edges;image-rendering:pixelated"'
@@ -670,13 +543,19 @@ def _figure(
         # columns, and with them the one-slot extremes the columns were built to keep.
         svg = svg.replace(_PIXELATED, "")
     return (
-        f'<h3 id="{anchor}">{_e(heading)}</h3><figure>{svg}'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f'<h3 id="{anchor}">{escape(heading)}</h3><figure>{svg}'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
     )
 
 
-def network_section(data: NetworkReportData) -> str:
+def network_section(
+    data: NetworkReportData, kpis: tuple[NetworkKpis, NetworkKpis] | None = None
+) -> str:
     """The network section of the report as an HTML fragment, `<section>…</section>`.
+
+    `kpis` are the key figures (P2P, baseline) the run's summary states; the report of a run
+    passes them, so that its table shows summary.json's figures. None computes them from
+    `data` with the same function (`peergrid.network.kpi.network_kpis`).
 
     Raises:
         ValueError: the arrays do not match the labels and `times_local`, or the limits are
@@ -684,26 +563,22 @@ def network_section(data: NetworkReportData) -> str:
     """
     _check(data)
     n_slots, n_bus, n_branch = len(data.times_local), len(data.bus_labels), len(data.branch_labels)
-    limits = {
-        "dt_h": data.dt_h,
-        "v_min_pu": data.v_min_pu,
-        "v_max_pu": data.v_max_pu,
-        "max_loading_pct": data.max_loading_pct,
-    }
-    p2p, base = network_kpis(data.p2p, **limits), network_kpis(data.baseline, **limits)
+    p2p, base = (
+        kpis if kpis is not None else (case_kpis(data, data.p2p), case_kpis(data, data.baseline))
+    )
     edges = slot_edges(data.times_local, data.dt_h)
     cases = (data.p2p, data.baseline)
 
     intro = (
         f"Feeder {data.feeder_name}: {n_bus:,} buses reported, {n_branch:,} lines and "
-        f"transformers monitored, {n_slots:,} slots of {_duration(data.dt_h)}. Limits: "
+        f"transformers monitored, {n_slots:,} slots of {duration(data.dt_h)}. Limits: "
         f"voltage {data.v_min_pu:.2f}\u2013{data.v_max_pu:.2f} p.u., loading "
         f"{data.max_loading_pct:g} % of rating. Exports limited by: "
         f"{data.envelope_note or 'nothing (no operating envelope)'}."
     )
     parts = [
-        f'<section><h2 id="{ANCHOR}">Network</h2><p class="muted">{_e(intro)}</p>',
-        _kpi_table(_kpi_rows(data, p2p, base)),
+        f'<section><h2 id="{ANCHOR}">Network</h2><p class="muted">{escape(intro)}</p>',
+        kpi_table(_kpi_rows(data, p2p, base)),
     ]
 
     k = slots_per_column(n_slots, data.dt_h)
@@ -713,7 +588,7 @@ def network_section(data: NetworkReportData) -> str:
     thinning = (
         "Each column is one slot."
         if k == 1
-        else f"Each column covers {k} slots ({_duration(k * data.dt_h)}) and shows the bus's "
+        else f"Each column covers {k} slots ({duration(k * data.dt_h)}) and shows the bus's "
         "most extreme voltage in them: the maximum, unless the minimum lies relatively closer "
         "to (or beyond) the lower limit, so that a single slot outside a limit stays visible."
     )
@@ -788,21 +663,16 @@ def network_section(data: NetworkReportData) -> str:
 
 __all__ = [
     "ANCHOR",
-    "LOADING_TOL_PCT",
     "MAX_HEATMAP_COLUMNS",
     "N_WORST",
-    "V_TOL_PU",
     "NetworkCase",
-    "NetworkKpis",
     "NetworkReportData",
+    "case_kpis",
     "day_first_slots",
     "heatmap_columns",
-    "most_loaded_branches",
-    "network_kpis",
     "network_section",
     "percentile_by_column",
     "series_bins",
     "slot_edges",
     "slots_per_column",
-    "worst_buses",
 ]

@@ -33,6 +33,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, get_font
 from numpy.typing import NDArray
 
+from peergrid.metrics.kpi import participants_worse_off
+from peergrid.report.format import number_text
 from peergrid.timegrid import SlotGrid
 
 FloatArray = NDArray[np.float64]
@@ -162,9 +164,14 @@ def community_total(values_kwh: FloatArray) -> FloatArray:
     return np.asarray(np.sum(values_kwh, axis=1), dtype=np.float64)
 
 
-def hour_of_day_mean(values: FloatArray, grid: SlotGrid) -> FloatArray:
-    """Mean of a (T,) array by local clock hour (0..23), giving (24,); NaN for absent hours."""
-    hour = np.floor(grid.local_hour).astype(np.int64)
+def hour_of_day_mean(values: FloatArray, local_hour: FloatArray) -> FloatArray:
+    """Mean of a (T,) array by local clock hour (0..23), giving (24,); NaN for absent hours.
+
+    Args:
+        local_hour: local clock time at each slot start [h since midnight], (T,), e.g.
+            `SlotGrid.local_hour`.
+    """
+    hour = np.floor(local_hour).astype(np.int64)
     finite = np.isfinite(values)
     total = np.bincount(hour, weights=np.where(finite, values, 0.0), minlength=24)
     count = np.bincount(hour, weights=finite.astype(np.float64), minlength=24)
@@ -573,9 +580,9 @@ def savings_figure(saving: FloatArray, currency: str) -> Figure:
             color="#333333",
             linewidth=1.2,
             linestyle="--",
-            label=f"Median {median:,.2f} {unit}",
+            label=f"Median {number_text(median, 'currency')} {unit}",
         )
-        worse = int(np.sum(values < 0))
+        worse = participants_worse_off(values)  # as the summary counts them
         ax.text(
             0.99,
             0.95,
@@ -612,7 +619,7 @@ def average_day_figure(grid: SlotGrid, community_kwh: Mapping[str, FloatArray]) 
         kw = np.asarray(community_kwh[key], dtype=np.float64) / grid.dt_h
         _steps(
             ax,
-            hour_of_day_mean(kw, grid),
+            hour_of_day_mean(kw, grid.local_hour),
             edges,
             label=label,
             color=COLOURS[colour],

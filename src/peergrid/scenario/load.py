@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,9 @@ def builtin_descriptions() -> dict[str, str]:
         raw = tomllib.loads(builtin_text(name))
         out[name] = str(raw.get("description", ""))
     return out
+
+
+_NAMED = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*: ")
 
 
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
@@ -96,7 +100,11 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if path in seen:
             continue
         seen.add(path)
-        lines.append(f"{source}: {path}: {_reason(err)}")
+        reason = _reason(err)
+        if path == "(top level)" and _NAMED.match(reason):
+            lines.append(f"{source}: {reason}")  # a whole-scenario check names its field
+        else:
+            lines.append(f"{source}: {path}: {reason}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 SCHEMA_VERSION = 1
 
+#: The forecaster a scenario uses unless it says otherwise (docs/forecasting.md says why).
+DEFAULT_FORECAST_METHOD = "seasonal-naive"
+
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 
 DemandKind = Literal["working", "family", "retired", "student"]
@@ -120,6 +123,37 @@ class TariffSpec(Strict):
 class MarketSpec(Strict):
     mechanism: str = Field("sdr", description="market mechanism (see `peergrid markets`)")
     params: dict[str, Any] = Field(default_factory=dict)
+    gate_closure: str | None = Field(
+        None,
+        description="when orders are due: 'day-ahead HH:MM' (local time on the day before) or "
+        "'intraday K' (K slots before each slot); default: one hour before each slot",
+    )
+
+
+class ForecastSpec(Strict):
+    """How each home's EMS forecasts its demand and PV at gate closure (`peergrid forecasters`)."""
+
+    method: str = Field(
+        DEFAULT_FORECAST_METHOD, description="forecaster (see `peergrid forecasters`)"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    history_days: int = Field(
+        28, ge=1, le=400, description="days of meter and weather history before the run [d]"
+    )
+
+
+class SettlementSpec(Strict):
+    """How deviations (metered − committed energy) are settled."""
+
+    deviation_rule: Literal["retail", "net-then-causer", "penalty"] = Field(
+        "retail",
+        description="'retail': each deviation with the retailer at retail / feed-in; "
+        "'net-then-causer': netted in the community first, the residual's cost to those who "
+        "caused it; 'penalty': 'retail' plus penalty_per_kwh",
+    )
+    penalty_per_kwh: float = Field(
+        0.05, ge=0, le=10, description="spread of the 'penalty' rule [currency/kWh]"
+    )
 
 
 class EmsSpec(Strict):
@@ -435,6 +469,8 @@ class Scenario(Strict):
     location: LocationSpec = Field(default_factory=LocationSpec)
     tariff: TariffSpec = Field(default_factory=TariffSpec)
     market: MarketSpec = Field(default_factory=MarketSpec)
+    forecast: ForecastSpec = Field(default_factory=ForecastSpec)
+    settlement: SettlementSpec = Field(default_factory=SettlementSpec)
     ems: EmsSpec = Field(default_factory=EmsSpec)
     data: DataSpec | None = None
     network: NetworkSpec | None = None
@@ -464,6 +500,12 @@ class Scenario(Strict):
             if name in seen:
                 raise ValueError(f"participants[{i}].name: duplicate name {name!r}")
             seen.add(name)
+        if self.market.gate_closure is not None:
+            from peergrid.markets.gate import gate_closure_problem
+
+            problem = gate_closure_problem(self.market.gate_closure, self.time.slot_minutes)
+            if problem is not None:
+                raise ValueError(f"market.gate_closure: {problem}")
         if self.network is not None and self.network.buses and not self.groups:
             unknown = sorted(set(self.network.buses) - seen)
             if unknown:

@@ -1,7 +1,10 @@
-"""Settling one slot: market fills first, the unmatched rest with the retailer.
+"""Settling one slot: commitments at gate closure, then what was metered.
 
-Pure functions over arrays across participants (P,). Money is in currency; energies in kWh per
-slot; prices in currency/kWh. Cost is positive when the participant pays.
+Pure functions over arrays across participants (P,). `commit` turns a cleared book into each
+participant's commitment (filled part in the community, the rest with the retailer);
+`settle_slot` prices the commitment and the deviation metered − committed
+(`settlement.deviation`). Money is in currency; energies in kWh per slot; prices in
+currency/kWh. Cost is positive when the participant pays.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from peergrid.markets.base import ClearingResult, OrderBook, Side
+from peergrid.settlement.deviation import DeviationRule, reference_price, settle_deviations
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 #: Net positions smaller than this are treated as zero (no order is placed) [kWh].
 NET_EPS_KWH = 1e-12
@@ -38,59 +43,214 @@ def orders_from_net(
 
 
 @dataclass(frozen=True, eq=False)
+class Commitment:
+    """What every participant committed at gate closure for one slot, (P,) arrays.
+
+    A participant's commitment is the net of its orders (sells − buys, export positive): the
+    part the market filled trades in the community at the mechanism's prices, the rest with
+    the retailer at the slot's tariff. Prices are per kWh of a participant's fills (volume
+    weighted over its orders); NaN where it has none.
+
+    Attributes:
+        committed_kwh: net of the participant's orders [kWh].
+        p2p_bought_kwh, p2p_sold_kwh: energy filled in the market [kWh].
+        p2p_buy_price, p2p_sell_price: price paid / received per kWh filled [currency/kWh].
+        p2p_paid, p2p_received: money paid for fills bought / received for fills sold
+            [currency].
+        buy_limit_price, sell_limit_price: volume-weighted limit price of the participant's
+            buy / sell orders [currency/kWh]; NaN without such orders.
+        operator_surplus: Σ buyer payments − Σ seller receipts in the market [currency].
+        clearing_price: the mechanism's single price, NaN where it has none [currency/kWh].
+        fill_kwh, fill_price: the book's fills and their prices, (n_orders,).
+        retail_price, feed_in_price: the slot's tariff [currency/kWh].
+    """
+
+    committed_kwh: FloatArray
+    p2p_bought_kwh: FloatArray
+    p2p_sold_kwh: FloatArray
+    p2p_buy_price: FloatArray
+    p2p_sell_price: FloatArray
+    p2p_paid: FloatArray
+    p2p_received: FloatArray
+    buy_limit_price: FloatArray
+    sell_limit_price: FloatArray
+    operator_surplus: float
+    clearing_price: float
+    fill_kwh: FloatArray
+    fill_price: FloatArray
+    retail_price: float
+    feed_in_price: float
+
+    @property
+    def reference_price(self) -> float:
+        """The community's reference price of the slot (`deviation.reference_price`)."""
+        return reference_price(
+            self.clearing_price,
+            self.fill_kwh,
+            self.fill_price,
+            self.retail_price,
+            self.feed_in_price,
+        )
+
+
+def _sum_by(who: IntArray, weights: FloatArray, n: int) -> FloatArray:
+    """Σ of `weights` per participant, (n,)."""
+    return np.asarray(np.bincount(who, weights=weights, minlength=n), dtype=np.float64)
+
+
+def commit(
+    book: OrderBook,
+    result: ClearingResult,
+    n_participants: int,
+    retail_price: float,
+    feed_in_price: float,
+    position_kwh: FloatArray | None = None,
+) -> Commitment:
+    """Per-participant commitments from a cleared book (any number of orders per
+    participant). `position_kwh` (P,), the planned net positions the book was made from:
+    a participant without an order commits its position as it is (a position within
+    `NET_EPS_KWH` of zero places no order and goes to the retailer)."""
+    n = n_participants
+    who = book.participant
+    is_buy = book.side == Side.BUY
+    q = book.quantity_kwh
+    filled = result.filled_kwh
+    price = result.price
+    has_fill = filled > 0
+    b = is_buy & has_fill
+    s = ~is_buy & has_fill
+    if who.size < 2 or bool(np.all(who[1:] > who[:-1])):
+        # one order per participant (the EMS's book): scatter, no sums and no rounding
+        committed = np.zeros(n) if position_kwh is None else np.array(position_kwh, copy=True)
+        committed[who] = np.where(is_buy, -q, q)
+        bought, sold, paid, received = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        bought[who[b]] = filled[b]
+        sold[who[s]] = filled[s]
+        paid[who[b]] = filled[b] * price[b]
+        received[who[s]] = filled[s] * price[s]
+        buy_price, sell_price = np.full(n, np.nan), np.full(n, np.nan)
+        buy_price[who[b]] = price[b]
+        sell_price[who[s]] = price[s]
+        buy_limit, sell_limit = np.full(n, np.nan), np.full(n, np.nan)
+        buy_limit[who[is_buy]] = book.price[is_buy]
+        sell_limit[who[~is_buy]] = book.price[~is_buy]
+    else:
+        committed = _sum_by(who, np.where(is_buy, -q, q), n)
+        if position_kwh is not None:
+            no_order = np.ones(n, dtype=bool)
+            no_order[who] = False
+            committed = np.where(no_order, position_kwh, committed)
+        bought = _sum_by(who[b], filled[b], n)
+        sold = _sum_by(who[s], filled[s], n)
+        paid = _sum_by(who[b], filled[b] * price[b], n)
+        received = _sum_by(who[s], filled[s] * price[s], n)
+        buy_price = np.divide(paid, bought, out=np.full(n, np.nan), where=bought > 0)
+        sell_price = np.divide(received, sold, out=np.full(n, np.nan), where=sold > 0)
+        qb = _sum_by(who[is_buy], q[is_buy], n)
+        qs = _sum_by(who[~is_buy], q[~is_buy], n)
+        lim_b = _sum_by(who[is_buy], q[is_buy] * book.price[is_buy], n)
+        lim_s = _sum_by(who[~is_buy], q[~is_buy] * book.price[~is_buy], n)
+        buy_limit = np.divide(lim_b, qb, out=np.full(n, np.nan), where=qb > 0)
+        sell_limit = np.divide(lim_s, qs, out=np.full(n, np.nan), where=qs > 0)
+    return Commitment(
+        committed_kwh=committed,
+        p2p_bought_kwh=bought,
+        p2p_sold_kwh=sold,
+        p2p_buy_price=buy_price,
+        p2p_sell_price=sell_price,
+        p2p_paid=paid,
+        p2p_received=received,
+        buy_limit_price=buy_limit,
+        sell_limit_price=sell_limit,
+        operator_surplus=float(result.operator_surplus),
+        clearing_price=float(result.clearing_price),
+        fill_kwh=filled,
+        fill_price=price,
+        retail_price=retail_price,
+        feed_in_price=feed_in_price,
+    )
+
+
+@dataclass(frozen=True, eq=False)
 class SlotSettlement:
-    """Per participant (P,): what was traded where, and at what price."""
+    """One slot settled, per participant (P,) unless stated.
+
+    Attributes:
+        grid_import_kwh, grid_export_kwh: metered energy not traded in the community, i.e.
+            what flows with the retailer (committed remainder and deviation together) [kWh].
+        p2p_bought_kwh, p2p_sold_kwh: energy traded in the community [kWh].
+        p2p_buy_price, p2p_sell_price: price per kWh of the fills [currency/kWh]; NaN if none.
+        committed_kwh: the commitment made at gate closure (export positive) [kWh].
+        deviation_kwh: metered − committed [kWh].
+        deviation_cost: what the deviation cost under the rule [currency].
+        cost: the slot's energy cost: fills at the market's prices, the committed remainder at
+            the tariff, the deviation by the rule [currency], positive = pays.
+        retailer_revenue: Σ what the retailer receives (negative: pays out) [currency].
+        operator_revenue: Σ what the market operator receives: the mechanism's surplus and
+            penalty spreads [currency].
+    """
 
     grid_import_kwh: FloatArray
     grid_export_kwh: FloatArray
     p2p_bought_kwh: FloatArray
     p2p_sold_kwh: FloatArray
-    p2p_buy_price: FloatArray  # price paid per kWh bought in the market; NaN if none
-    p2p_sell_price: FloatArray  # price received per kWh sold in the market; NaN if none
-    cost: FloatArray  # energy cost of the slot [currency], positive = pays
+    p2p_buy_price: FloatArray
+    p2p_sell_price: FloatArray
+    committed_kwh: FloatArray
+    deviation_kwh: FloatArray
+    deviation_cost: FloatArray
+    cost: FloatArray
+    retailer_revenue: float
+    operator_revenue: float
 
 
 def settle_slot(
-    net_kwh: FloatArray,
-    book: OrderBook,
-    result: ClearingResult,
+    commitment: Commitment,
+    metered_net_kwh: FloatArray,
     retail_price: float,
     feed_in_price: float,
+    rule: DeviationRule = "retail",
+    penalty_per_kwh: float = 0.0,
 ) -> SlotSettlement:
-    """Market fills at the mechanism's prices; whatever is left with the retailer."""
-    n = net_kwh.shape[0]
-    bought = np.zeros(n)
-    sold = np.zeros(n)
-    buy_price = np.full(n, np.nan)
-    sell_price = np.full(n, np.nan)
-    filled = result.filled_kwh
-    is_buy = book.side == Side.BUY
-    who = book.participant
-    has_fill = filled > 0
-    b = is_buy & has_fill
-    s = ~is_buy & has_fill
-    bought[who[b]] = filled[b]
-    sold[who[s]] = filled[s]
-    buy_price[who[b]] = result.price[b]
-    sell_price[who[s]] = result.price[s]
-    deficit = np.maximum(-net_kwh, 0.0)
-    surplus = np.maximum(net_kwh, 0.0)
-    grid_import = np.maximum(deficit - bought, 0.0)
-    grid_export = np.maximum(surplus - sold, 0.0)
-    cost = (
-        grid_import * retail_price
-        - grid_export * feed_in_price
-        + bought * np.nan_to_num(buy_price)
-        - sold * np.nan_to_num(sell_price)
-    )
+    """Two-settlement of one slot: the commitment at the prices fixed at gate closure, the
+    deviation metered − committed by `rule` (`settlement.deviation`)."""
+    c = commitment
+    p2p_net = c.p2p_sold_kwh - c.p2p_bought_kwh
+    remainder = c.committed_kwh - p2p_net
+    rem_import = np.maximum(-remainder, 0.0)
+    rem_export = np.maximum(remainder, 0.0)
+    rem_cost = rem_import * retail_price - rem_export * feed_in_price
+    deviation = metered_net_kwh - c.committed_kwh
+    cost = rem_cost + (c.p2p_paid - c.p2p_received)
+    if np.any(deviation):
+        dev = settle_deviations(
+            deviation,
+            rule,
+            retail_price,
+            feed_in_price,
+            reference_price=c.reference_price,
+            penalty_per_kwh=penalty_per_kwh,
+        )
+        dev_cost, dev_retailer, dev_operator = dev.cost, dev.retailer_revenue, dev.operator_revenue
+        cost = cost + dev_cost
+        flow = metered_net_kwh - p2p_net
+        grid_import, grid_export = np.maximum(-flow, 0.0), np.maximum(flow, 0.0)
+    else:
+        dev_cost, dev_retailer, dev_operator = deviation, 0.0, 0.0  # zeros
+        grid_import, grid_export = rem_import, rem_export
     return SlotSettlement(
         grid_import_kwh=grid_import,
         grid_export_kwh=grid_export,
-        p2p_bought_kwh=bought,
-        p2p_sold_kwh=sold,
-        p2p_buy_price=buy_price,
-        p2p_sell_price=sell_price,
+        p2p_bought_kwh=c.p2p_bought_kwh,
+        p2p_sold_kwh=c.p2p_sold_kwh,
+        p2p_buy_price=c.p2p_buy_price,
+        p2p_sell_price=c.p2p_sell_price,
+        committed_kwh=c.committed_kwh,
+        deviation_kwh=deviation,
+        deviation_cost=dev_cost,
         cost=cost,
+        retailer_revenue=float(rem_cost.sum()) + dev_retailer,
+        operator_revenue=c.operator_surplus + dev_operator,
     )
 
 

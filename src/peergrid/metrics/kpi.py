@@ -1,4 +1,7 @@
-"""Key performance indicators: pure functions of a run's arrays.
+"""Key performance indicators of a community run: pure functions of a run's arrays.
+
+Core arithmetic: the engine's summary computes every figure here, and reports show those
+figures (or call these functions), never a second copy of the arithmetic.
 
 Definitions (community level, over the whole run; Luthander et al. 2015 for the first two):
 - self-sufficiency = 1 − grid import / consumption, consumption = demand + storage charge −
@@ -9,7 +12,8 @@ Definitions (community level, over the whole run; Luthander et al. 2015 for the 
 - Jain's fairness index of per-participant savings x: (Σx)² / (n·Σx²), 1 = everyone saves the
   same; negative savings are counted as zero (the index is defined for x ≥ 0), and a community
   in which nobody saves scores 1;
-- participants worse off = how many pay more than in the baseline (by more than 1e-9).
+- participants worse off = how many pay more than in the baseline (by more than
+  `WORSE_OFF_TOL`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 
 WORSE_OFF_TOL = 1e-9
+"""A saving below −WORSE_OFF_TOL [currency] counts as worse off: rounding noise does not."""
 
 
 def jain_index(x: FloatArray) -> float:
@@ -53,3 +58,9 @@ def saving_pct(baseline: FloatArray, actual: FloatArray) -> FloatArray:
     """Saving as a percentage of the baseline bill's magnitude (0 where the baseline is 0)."""
     denom = np.abs(baseline)
     return np.divide((baseline - actual) * 100.0, denom, out=np.zeros_like(denom), where=denom > 0)
+
+
+def participants_worse_off(saving: FloatArray) -> int:
+    """How many participants pay more than in the baseline: savings [currency] below
+    −`WORSE_OFF_TOL` (NaN counts as not worse off)."""
+    return int(np.sum(np.asarray(saving, dtype=np.float64) < -WORSE_OFF_TOL))
