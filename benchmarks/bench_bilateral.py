@@ -19,12 +19,9 @@ import time
 import numpy as np
 
 from peergrid.markets.base import MarketContext, OrderBook
-from peergrid.markets.bilateral import (
-    BilateralParams,
-    build_problem,
-    clear_bilateral,
-    solve_centralised,
-)
+from peergrid.markets.bilateral.mechanism import build_problem, clear_bilateral
+from peergrid.markets.bilateral.params import BilateralParams
+from peergrid.markets.bilateral.reference import solve_centralised
 
 CTX = MarketContext(retail_price=0.30, feed_in_price=0.05)
 TARGET_S = {"complete": 10.0, "sparse": 60.0}

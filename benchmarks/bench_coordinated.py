@@ -38,7 +38,7 @@ def build(n_households: int, assets: Assets = "battery") -> tuple[Any, float]:
 
     from peergrid import load_scenario
     from peergrid.assets.params import AssetParams, Profiles
-    from peergrid.coordination.schedule import ScheduleProblem
+    from peergrid.coordination.problem import ScheduleProblem
     from peergrid.engine.community import build_community
     from peergrid.engine.simulate import resolve_full
 
@@ -97,7 +97,8 @@ def run(
     n_households: int = 200, assets: Assets = "battery", solver: str = "auto"
 ) -> dict[str, Any]:
     """Build the community, schedule it once and return the figures."""
-    from peergrid.coordination.schedule import ScheduleOptions, schedule
+    from peergrid.coordination.problem import ScheduleOptions
+    from peergrid.coordination.schedule import schedule
 
     problem, data_s = build(n_households, assets)
     t0 = time.perf_counter()

@@ -5,19 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from peergrid.coordination.allocation import (
-    CommunityGame,
-    community_value,
-    core_check,
-    least_core,
+from peergrid.coordination.game import CommunityGame, community_value, restrict
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.result import net_kwh_of
+from peergrid.coordination.schedule import schedule
+from peergrid.sharing.games import core_check, least_core, shapley_value
+from peergrid.sharing.rules import (
     marginal_allocation,
     proportional_allocation,
-    restrict,
     shapley_allocation,
-    shapley_value,
     traded_volume_kwh,
 )
-from peergrid.coordination.schedule import ScheduleOptions, ScheduleProblem, net_kwh_of, schedule
 from tests.ems.ems_community import suburb
 
 # --------------------------------------------------------------------------------------------

@@ -10,16 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peergrid.assets import thermal
-from peergrid.coordination.schedule import (
-    Schedule,
-    ScheduleOptions,
-    ScheduleProblem,
-    _Model,
-    block_starts,
-    net_kwh_of,
-    rolling_schedule,
-    schedule,
-)
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.result import Schedule, net_kwh_of
+from peergrid.coordination.rolling import block_starts, rolling_schedule
+from peergrid.coordination.schedule import schedule
 from tests.ems.ems_community import (
     Community,
     battery,
@@ -371,20 +365,3 @@ def test_rolling_milp_keeps_committed_starts() -> None:
         expected = np.zeros(comm.n_slots)
         expected[start[j] : start[j] + jobs.duration_slots[j]] = jobs.p_kw[j] * comm.dt_h
         np.testing.assert_allclose(rolled.job_energy_kwh[j], expected, atol=1e-7)
-
-
-# --------------------------------------------------------------------------------------------
-# the sparse model
-
-
-def test_model_sums_duplicate_entries_and_skips_absent_columns() -> None:
-    m = _Model()
-    x = m.cols(np.array([True, False, True]), 0.0, 1.0, 1.0)
-    assert list(x) == [0, -1, 1]
-    r = m.rows(np.ones(1, dtype=bool), 1.0, 1.0)
-    m.coef(r, x, 1.0)
-    m.coef(r, x[:1], 2.0)  # duplicate (row 0, col 0): summed to 3
-    lp, integer_cols, nnz = m.lp()
-    assert integer_cols.size == 0 and nnz == 2
-    assert list(lp.a_matrix_.start_) == [0, 1, 2]
-    assert list(lp.a_matrix_.value_) == [3.0, 1.0]

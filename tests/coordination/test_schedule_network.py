@@ -25,14 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peergrid.coordination.network import NetworkConstraints, network_constraints
-from peergrid.coordination.schedule import (
-    Schedule,
-    ScheduleOptions,
-    ScheduleProblem,
-    net_kwh_of,
-    rolling_schedule,
-    schedule,
-)
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.result import Schedule, net_kwh_of
+from peergrid.coordination.rolling import rolling_schedule
+from peergrid.coordination.schedule import schedule
 from peergrid.ems.coordinated import Coordinated, CoordinatedParams
 from peergrid.ems.driver import run_policy
 from peergrid.errors import InputError

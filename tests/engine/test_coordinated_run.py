@@ -51,8 +51,8 @@ def test_period_allocation_rules_share_exactly_the_grid_bill(rule: str) -> None:
 
 @pytest.mark.parametrize("rule", ["marginal", "proportional", "shapley"])
 def test_summary_reports_the_core_check(rule: str) -> None:
-    from peergrid.coordination.allocation import core_check
     from peergrid.markets.coordinated import netting_game
+    from peergrid.sharing.games import core_check
 
     result = simulate(coordinated(rule))  # type: ignore[arg-type]
     core = result.summary["core"]

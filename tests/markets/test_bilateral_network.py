@@ -11,13 +11,9 @@ import pytest
 
 from peergrid.errors import InputError
 from peergrid.markets.base import MarketContext, NetworkView, OrderBook, Side
-from peergrid.markets.bilateral import (
-    BilateralMarket,
-    BilateralParams,
-    build_problem,
-    clear_bilateral,
-    solve_centralised,
-)
+from peergrid.markets.bilateral.mechanism import BilateralMarket, build_problem, clear_bilateral
+from peergrid.markets.bilateral.params import BilateralParams
+from peergrid.markets.bilateral.reference import solve_centralised
 from peergrid.network.charges import NetworkTariff, electrical_distance, pair_fees_per_kwh
 from tests.network.test_charges import substation, tree_feeder
 

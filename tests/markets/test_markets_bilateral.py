@@ -18,18 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peergrid.errors import InputError
-from peergrid.markets._admm import LocalProblems, solve_local
 from peergrid.markets.base import ClearingResult, MarketContext, OrderBook, Side
-from peergrid.markets.bilateral import (
+from peergrid.markets.bilateral.admm import LocalProblems, solve_local
+from peergrid.markets.bilateral.differentiation import pair_cost_from_edges, pair_cost_from_matrix
+from peergrid.markets.bilateral.mechanism import (
     BilateralMarket,
-    BilateralParams,
     BilateralProblem,
     build_problem,
     clear_bilateral,
-    pair_cost_from_edges,
-    pair_cost_from_matrix,
-    solve_centralised,
 )
+from peergrid.markets.bilateral.params import BilateralParams
+from peergrid.markets.bilateral.reference import solve_centralised
 from peergrid.markets.registry import get_mechanism
 from peergrid.markets.uniform import clear_uniform
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from peergrid.markets import uniform
 from peergrid.markets.base import ClearingResult, MarketContext, OrderBook, Side
-from peergrid.markets.uniform import UniformParams, UniformPriceAuction, clear_uniform, merit_order
+from peergrid.markets.merit_order import merit_order
+from peergrid.markets.uniform import UniformParams, UniformPriceAuction, clear_uniform
 
 CTX = MarketContext(retail_price=0.30, feed_in_price=0.05)
 
@@ -319,7 +320,7 @@ def test_uniform_properties(book: OrderBook, large_paths: bool) -> None:
     # With the threshold at 1 every book takes the large-book paths (one in-place sort of
     # integer keys built from the price bits and positions, binary searches for the marginal
     # price and the tie groups).
-    with patch.object(uniform, "_LARGE_BOOK", 1 if large_paths else uniform._LARGE_BOOK):
+    with patch.object(uniform, "LARGE_BOOK", 1 if large_paths else uniform.LARGE_BOOK):
         result = clear_uniform(book)
         again = clear_uniform(book)
     check_invariants(book, result)

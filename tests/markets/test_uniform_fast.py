@@ -20,9 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from peergrid.markets import merit_order as merit_order_module
 from peergrid.markets import uniform
 from peergrid.markets.base import ClearingResult, FloatArray, IntArray, OrderBook, Side
-from peergrid.markets.uniform import PriceRule, _pair, clear_uniform, merit_order
+from peergrid.markets.merit_order import merit_order, pair_fills
+from peergrid.markets.uniform import PriceRule, clear_uniform
 
 # --- the reference: the implementation before the fast path, unchanged but for names ----------
 
@@ -311,7 +313,7 @@ def check_book(book: OrderBook, rule: PriceRule = "midpoint") -> None:
     large-book path, against the reference."""
     expected = _ref_clear_uniform(book, rule)
     assert_identical(clear_uniform(book, rule), expected)
-    with patch.object(uniform, "_LARGE_BOOK", 1):
+    with patch.object(uniform, "LARGE_BOOK", 1):
         assert_identical(clear_uniform(book, rule), expected)
 
 
@@ -413,7 +415,7 @@ def test_random_books_match_the_reference(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_large_books_match_the_reference(seed: int) -> None:
-    # above _LARGE_BOOK, so both implementations take their large-book paths
+    # above LARGE_BOOK, so both implementations take their large-book paths
     rng = np.random.default_rng(100 + seed)
     for n in (4097, int(rng.integers(5_000, 40_000))):
         check_book(random_book(n, rng), RULES[seed % 3])
@@ -506,8 +508,8 @@ def test_merit_order_matches_the_reference(seed: int) -> None:
         expected = np.lexsort(
             (book.id, np.where(book.side == Side.BUY, -book.price, book.price), book.side)
         )
-        for threshold in (1, uniform._LARGE_BOOK):
-            with patch.object(uniform, "_LARGE_BOOK", threshold):
+        for threshold in (1, merit_order_module.LARGE_BOOK):
+            with patch.object(merit_order_module, "LARGE_BOOK", threshold):
                 got = merit_order(book.side, book.price, book.id)
             np.testing.assert_array_equal(got, expected)
         if n > _REF_LARGE_BOOK:
@@ -526,7 +528,7 @@ def test_pair_matches_the_reference(seed: int) -> None:
         bids: NDArray[np.int64] = rng.permutation(n_bids + n_asks)[:n_bids].astype(np.int64)
         asks: NDArray[np.int64] = np.arange(n_asks, dtype=np.int64) + 1000
         tol_kwh = float(rng.choice([0.0, 1e-12, 1e-3]))
-        got = _pair(bids, bid_fill, asks, ask_fill, tol_kwh)
+        got = pair_fills(bids, bid_fill, asks, ask_fill, tol_kwh)
         expected = _ref_pair(bids, bid_fill, asks, ask_fill, tol_kwh)
         for a, b in zip(got, expected, strict=True):
             assert (a.dtype, a.tobytes()) == (b.dtype, b.tobytes())

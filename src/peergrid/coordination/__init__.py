@@ -1,1 +1,1 @@
-"""The coordinated market: a central schedule of the whole community, and revenue allocation."""
+"""The coordinated market: a central schedule of the whole community, and its cooperative game."""

@@ -1,12 +1,13 @@
 """The network as the coordinator's schedule LP sees it: a radial feeder in LinDistFlow form,
 and per-participant export / import limits.
 
-`NetworkConstraints` carries what `coordination.schedule` needs to keep a schedule inside the
-feeder's limits, as plain arrays: the tree (every branch oriented away from the slack bus,
-`branch_from` the parent, `branch_to` the child), branch impedances, the no-load voltages, the
-limits, and where each participant is connected (`bus_of`). The LP writes LinDistFlow
-(Baran & Wu 1989, linearised; the model of `peergrid.network.linear`) sparsely, with one flow
-and one voltage variable per branch and slot instead of the dense N×N sensitivities:
+`NetworkConstraints` carries what the schedule LP needs to keep a schedule inside the feeder's
+limits, as plain arrays: the tree (every branch oriented away from the slack bus, `branch_from`
+the parent, `branch_to` the child), branch impedances, the no-load voltages, the limits, and
+where each participant is connected (`bus_of`). The LP (`coordination.blocks.lindistflow`)
+writes LinDistFlow (Baran & Wu 1989, linearised; the model of `peergrid.network.linear`)
+sparsely, with one flow and one voltage variable per branch and slot instead of the dense N×N
+sensitivities:
 
     P_b − Σ_{c child of b} P_c + p_n = 0            flow conservation at bus n = branch_to[b]
     w_n = w_parent + r_b·P_b  (+ x_b·Q_b)            cumulative drop [kW·pu], w_slack = 0

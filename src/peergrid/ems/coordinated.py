@@ -48,12 +48,9 @@ from pydantic import Field, model_validator
 from peergrid.assets import battery, ev, shiftable, thermal
 from peergrid.assets.params import AssetParams, FloatArray, IntArray
 from peergrid.coordination.network import NetworkConstraints
-from peergrid.coordination.schedule import (
-    ScheduleOptions,
-    ScheduleProblem,
-    block_starts,
-    schedule,
-)
+from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
+from peergrid.coordination.rolling import block_starts
+from peergrid.coordination.schedule import schedule
 from peergrid.ems.base import Dispatch, EmsParams, Forecast, PhysicalState, SlotInputs
 from peergrid.ems.common import Constants, build_constants, ev_arrival, thermal_terms
 

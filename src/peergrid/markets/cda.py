@@ -95,7 +95,7 @@ from peergrid.markets.base import (
     OrderBook,
     Side,
 )
-from peergrid.markets.uniform import REL_TOL
+from peergrid.markets.merit_order import REL_TOL
 
 Arrival = Literal["id", "random"]
 

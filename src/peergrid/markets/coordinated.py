@@ -17,7 +17,7 @@ book:
 
 Parameter `allocation` ("marginal" default, "proportional", "shapley") is the rule that shares
 the community's savings. Per slot only "marginal" prices energy (at λ_t, above); the other two
-are period-level rules (`coordination/allocation.py`): under them this slot clearing is
+are period-level rules (`peergrid.sharing`): under them this slot clearing is
 provisional (`info["provisional"]` = 1) and the period's settlement replaces the λ-priced
 payments by the rule's shares (a budget-neutral transfer on top of these fills).
 """
@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 if TYPE_CHECKING:
-    from peergrid.coordination.allocation import CoreCheck
+    from peergrid.sharing.games import CoreCheck
 
 from peergrid.markets.base import (
     ClearingResult,
@@ -163,10 +163,11 @@ class CoordinatedMarket:
         at retail, export at feed-in) minus its share of the savings. "proportional" shares the
         savings by traded volume Σ_t |net|; "shapley" by the Shapley value of the ex-post netting
         game v(S) = Σ_{i∈S} stand-alone_i − grid bill of Σ_{i∈S} net_i (exact up to 15
-        participants, sampled with a fixed seed beyond; `allocation.shapley_value`).
+        participants, sampled with a fixed seed beyond; `sharing.games.shapley_value`).
         """
-        from peergrid.coordination.allocation import proportional_allocation, shapley_value
         from peergrid.markets.bill_sharing import community_grid_bill
+        from peergrid.sharing.games import shapley_value
+        from peergrid.sharing.rules import proportional_allocation
 
         rule = self._rule
         if rule == "marginal":
@@ -196,7 +197,7 @@ class CoordinatedMarket:
         """Is the period's allocation (each participant's energy cost, (P,)) in the core of
         the ex-post netting game, i.e. does no coalition save more by netting on its own than
         the allocation gives its members? None beyond `core_check_max_players`."""
-        from peergrid.coordination.allocation import core_check
+        from peergrid.sharing.games import core_check
 
         n = int(np.shape(net_kwh)[1])
         limit = self.params.core_check_max_players  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ rejected buyer at 7 wanting to buy.
 
 Conventions:
 - p = (1 − k)·L + k·U, clipped to [L, U]; at k = ½ this is bit for bit (L + U)/2.
-- "Partly filled" means a tie group with more than `uniform.REL_TOL` × the book's volume left
+- "Partly filled" means a tie group with more than `merit_order.REL_TOL` × the book's volume left
   unfilled, and orders smaller than that bound nothing (the uniform auction's rounding rule).
 - Prices are those of the book as submitted, before self-matched volume is washed out (as in
   `uniform`); if washing removes everything the price is still reported.
@@ -59,7 +59,8 @@ from peergrid.markets.base import (
     OrderBook,
     Side,
 )
-from peergrid.markets.uniform import REL_TOL, clear_uniform
+from peergrid.markets.merit_order import REL_TOL
+from peergrid.markets.uniform import clear_uniform
 
 
 def competitive_interval(

@@ -41,7 +41,7 @@ Conventions:
   rationed pro rata to quantity, q_i × (short side volume / long side volume); the short side
   fills fully. Pro rata ignores price and arrival, so no winner buys a larger share by bidding
   higher.
-- Ties: prices tie-break by order `id` in the merit order (as in `uniform.merit_order`), and
+- Ties: prices tie-break by order `id` in the merit order (as in `merit_order.merit_order`), and
   exactly one order per side is excluded — the one covering the last kWh of Q* (in the unit form
   the k-th bid and ask). Winners tied with the excluded order pay (or receive) their own limit and
   gain nothing; tied orders behind it do not trade. When Q* ends exactly where the marginal bid and
@@ -81,7 +81,7 @@ from peergrid.markets.base import (
     OrderBook,
     Side,
 )
-from peergrid.markets.uniform import REL_TOL, _pair, _wash_self_matches, merit_order
+from peergrid.markets.merit_order import REL_TOL, merit_order, pair_fills, wash_self_matches
 
 McAfeeForm = Literal["auto", "unit", "divisible"]
 
@@ -132,7 +132,7 @@ def _settle(
     n = book.n_orders
     winners = np.concatenate((bids, asks))
     is_bid = np.arange(winners.size) < bids.size
-    fill, self_matched_kwh = _wash_self_matches(
+    fill, self_matched_kwh = wash_self_matches(
         book.participant[winners], np.concatenate((bid_fill, ask_fill)), is_bid
     )
     bid_fill, ask_fill = fill[: bids.size], fill[bids.size :]
@@ -141,7 +141,7 @@ def _settle(
     price = np.where(is_bid, buy_price, sell_price)
     prices = np.full(n, np.nan)
     prices[winners] = np.where(fill > 0.0, price, np.nan)
-    trade_buy, trade_sell, trade_kwh = _pair(bids, bid_fill, asks, ask_fill, tol_kwh)
+    trade_buy, trade_sell, trade_kwh = pair_fills(bids, bid_fill, asks, ask_fill, tol_kwh)
     # (b − s) × volume rather than Σ payments − Σ receipts: never negative through rounding.
     operator_surplus = (buy_price - sell_price) * float(ask_fill.sum())
     return ClearingResult(

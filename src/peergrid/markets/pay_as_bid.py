@@ -8,7 +8,7 @@ the prices differ: every matched pair trades at the **buyer's bid**.
 - A buy order's price is its bid. A sell order's price is the volume-weighted mean of the bids of
   the buyers it was paired with.
 - Each order's `filled_kwh` is the sum of its trades, clipped to its quantity (the pairing folds
-  rounding residue of up to `uniform.REL_TOL` x the book's volume into a neighbouring trade, so
+  rounding residue of up to `merit_order.REL_TOL` x the book's volume into a neighbouring trade, so
   the sum can pass the quantity by that much). Energy and money add up trade by trade: sellers
   receive what buyers pay (`operator_surplus` = 0), up to that residue times a price.
 - Individually rational: every accepted bid is at least the marginal bid, which is at least the

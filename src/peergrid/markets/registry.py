@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from peergrid.errors import InputError
 from peergrid.markets.base import Family, Mechanism, MechanismParams, make_params
-from peergrid.markets.bilateral import BilateralMarket
+from peergrid.markets.bilateral.mechanism import BilateralMarket
 from peergrid.markets.bill_sharing import BillSharing
 from peergrid.markets.cda import ContinuousDoubleAuction
 from peergrid.markets.coordinated import CoordinatedMarket

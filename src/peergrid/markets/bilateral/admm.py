@@ -1,7 +1,7 @@
-"""Vectorised iterations of the bilateral market (private helper of `markets.bilateral`).
+"""Vectorised iterations of the bilateral market (`bilateral.mechanism` runs them).
 
 Everything here works on one slot's *trading graph* in the volume variables of
-`markets.bilateral` (see its docstring for the model and the sign convention):
+`bilateral.mechanism` (see its docstring for the model and the sign convention):
 
 - a *pair* p joins one seller peer and one buyer peer; there are E pairs;
 - each pair has two directed edges, the seller's proposal P_sb = t_s[p] ≥ 0 and the buyer's

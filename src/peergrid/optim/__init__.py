@@ -1,0 +1,1 @@
+"""Optimisation back-end: linear programmes handed to HiGHS."""
