@@ -89,6 +89,9 @@ class ScheduleProblem:
         network: the feeder's limits and the per-participant limits, or None. Its
             per-participant limits are on the run's slot grid: the schedule uses their rows
             t0..t0 + H − 1.
+        export_limit_kwh, import_limit_kwh: the operator's per-participant limits for the
+            horizon's slots as known when the plan is made, (H, P) [kWh per slot], +inf for
+            none; where given they replace the network's run-long limits.
     """
 
     assets: AssetParams
@@ -107,6 +110,8 @@ class ScheduleProblem:
     job_start_slot: IntArray | None = None
     job_done_kwh: FloatArray | None = None
     network: NetworkConstraints | None = None
+    export_limit_kwh: FloatArray | None = None
+    import_limit_kwh: FloatArray | None = None
 
     @property
     def n_slots(self) -> int:

@@ -228,6 +228,8 @@ def make_plan(
         t0=t,
         job_start_slot=job_starts,
         network=network,
+        export_limit_kwh=forecast.export_limit_kwh,
+        import_limit_kwh=forecast.import_limit_kwh,
     )
     s = schedule(problem, options)
     starts = s.job_start_slot.copy()

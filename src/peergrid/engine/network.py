@@ -352,7 +352,8 @@ class RunNetwork:
 
     def constraints(self) -> Any:
         """The feeder's constraints for a scheduler that plans with them (the coordinated
-        market), or None when the scenario switches them off."""
+        market), or None when the scenario switches them off. The per-participant limits
+        reach the scheduler as per-slot inputs, in the forecast window of each gate."""
         if not self.spec.coordinated_constraints:
             return None
         from peergrid.coordination.network import network_constraints
@@ -365,12 +366,6 @@ class RunNetwork:
             v_max_pu=self.spec.v_max_pu,
             max_loading_pct=self.spec.max_loading_pct,
             load_tan_phi=self.setup.tan_phi,
-            export_limit_kw=None
-            if self.export_limit_kwh is None
-            else self.export_limit_kwh / self.dt_h,
-            import_limit_kw=None
-            if self.import_limit_kwh is None
-            else self.import_limit_kwh / self.dt_h,
         )
 
     def after_run(

@@ -137,6 +137,10 @@ def add_feeder(
 
     # per-participant limits: −import·dt ≤ net − export excess + import excess ≤ export·dt
     exp_kw, imp_kw = net.limits(problem.t0, h)
+    if problem.export_limit_kwh is not None:
+        exp_kw = problem.export_limit_kwh / dt
+    if problem.import_limit_kwh is not None:
+        imp_kw = problem.import_limit_kwh / dt
     shape = (h, problem.n_participants)
     fin_e = np.zeros(shape, dtype=bool) if exp_kw is None else np.isfinite(exp_kw)
     fin_i = np.zeros(shape, dtype=bool) if imp_kw is None else np.isfinite(imp_kw)
