@@ -58,20 +58,29 @@ class PlannedSlot:
     temp_out_c: float
     ev_trip_kwh: FloatArray
 
+    @property
+    def buy_limit_price(self) -> FloatArray:
+        """The limit price at which the EMS bids a deficit [currency/kWh]."""
+        return self.dispatch.buy_limit_price
+
+    @property
+    def sell_limit_price(self) -> FloatArray:
+        """The limit price at which the EMS offers a surplus [currency/kWh]."""
+        return self.dispatch.sell_limit_price
+
 
 @dataclass(frozen=True, eq=False)
 class Delivered:
     """The metered outcome of one slot.
 
     Attributes:
-        dispatch: what every participant's assets did (its `net_kwh` is the metered net).
+        dispatch: what every participant's assets did (its `net_kwh` is the metered net;
+            PV curtailed by the network limits is `actual.pv_kwh − dispatch.generation_kwh`).
         end: the physical state at the end of the slot.
-        curtailed_kwh: PV the network limits curtailed below the actual generation [kWh].
     """
 
     dispatch: Dispatch
     end: PhysicalState
-    curtailed_kwh: FloatArray
 
 
 def as_planned(
@@ -83,10 +92,13 @@ def as_planned(
         (actual.base_demand_kwh == plan.base_demand_kwh)
         & (actual.pv_kwh == plan.pv_kwh)
         & (actual.ev_trip_kwh == plan.ev_trip_kwh)
-        & (physical.battery_soc_kwh == plan.start.battery_soc_kwh)
-        & (physical.ev_soc_kwh == plan.start.ev_soc_kwh)
-        & (physical.indoor_temp_c == plan.start.indoor_temp_c)
     )
+    start = plan.start
+    if physical is not start:  # the very state the plan started from: equal by identity
+        for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
+            a, b = getattr(physical, name), getattr(start, name)
+            if a is not b:
+                same &= a == b
     if actual.temp_out_c != plan.temp_out_c:
         same = same & (c.th_e_max_kwh <= 0.0)
     return same
@@ -119,8 +131,8 @@ def follow_plan(
     dt_h = actual.dt_h
     p = plan.dispatch
     exact = as_planned(plan, physical, actual, c)
-    if exact.all():
-        return Delivered(p, plan.end, np.maximum(actual.pv_kwh - p.generation_kwh, 0.0))
+    if np.count_nonzero(exact) == exact.size:
+        return Delivered(p, plan.end)
 
     # 1. appliance runs as planned
     e_job = p.shiftable_kwh
@@ -226,13 +238,13 @@ def follow_plan(
         )
         d, soc_b, soc_e = r.dispatch, r.battery_soc_kwh, r.ev_soc_kwh
 
-    if exact.any():
+    if np.count_nonzero(exact):
         d = _pick(exact, p, d)
         soc_b = np.where(exact, plan.end.battery_soc_kwh, soc_b)
         soc_e = np.where(exact, plan.end.ev_soc_kwh, soc_e)
         temp_next = np.where(exact, plan.end.indoor_temp_c, temp_next)
     end = PhysicalState(battery_soc_kwh=soc_b, ev_soc_kwh=soc_e, indoor_temp_c=temp_next)
-    return Delivered(d, end, np.maximum(actual.pv_kwh - d.generation_kwh, 0.0))
+    return Delivered(d, end)
 
 
 def _pick(where: BoolArray, a: Dispatch, b: Dispatch) -> Dispatch:

@@ -186,7 +186,7 @@ def step_within_limits(
     if export_limit_kwh is None or import_limit_kwh is None:
         return new, d
     net = d.net_kwh
-    if not ((net > export_limit_kwh).any() or (-net > import_limit_kwh).any()):
+    if not (np.count_nonzero(net > export_limit_kwh) or np.count_nonzero(-net > import_limit_kwh)):
         return new, d
     ev_start = state.ev_soc_kwh
     if np.count_nonzero(inputs.ev_trip_kwh):

@@ -32,7 +32,13 @@ from peergrid.engine.lifecycle import (
     step_realtime,
 )
 from peergrid.engine.series import MARKET, RECORDED
-from peergrid.markets.base import ClearingResult, MarketContext, Mechanism, NetworkView, Side
+from peergrid.markets.base import (
+    BUY_CODE,
+    ClearingResult,
+    MarketContext,
+    Mechanism,
+    NetworkView,
+)
 from peergrid.markets.gate import GateSchedule
 from peergrid.settlement.deviation import DeviationRule
 
@@ -45,48 +51,64 @@ POOL = -1
 
 @dataclass(eq=False)
 class Trades:
-    """Trade rows gathered over a run, as arrays (pool fills have `POOL` as counterparty)."""
+    """Every slot's clearing, kept by reference and turned into trade rows once, after the run
+    (pool fills have `POOL` as counterparty)."""
 
-    slot: list[NDArray[np.int64]] = field(default_factory=list)
-    buyer: list[NDArray[np.int64]] = field(default_factory=list)
-    seller: list[NDArray[np.int64]] = field(default_factory=list)
-    quantity_kwh: list[FloatArray] = field(default_factory=list)
-    price: list[FloatArray] = field(default_factory=list)
-
-    def arrays(self) -> dict[str, NDArray[np.generic]]:
-        def cat(parts: list[NDArray[np.generic]], dtype: type) -> NDArray[np.generic]:
-            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-
-        return {
-            "slot": cat(self.slot, np.int64),  # type: ignore[arg-type]
-            "buyer": cat(self.buyer, np.int64),  # type: ignore[arg-type]
-            "seller": cat(self.seller, np.int64),  # type: ignore[arg-type]
-            "quantity_kwh": cat(self.quantity_kwh, np.float64),  # type: ignore[arg-type]
-            "price": cat(self.price, np.float64),  # type: ignore[arg-type]
-        }
+    _pool: list[tuple[int, NDArray[np.int64], NDArray[np.int8], FloatArray, FloatArray]] = field(
+        default_factory=list
+    )
+    _pairs: list[tuple[int, NDArray[np.int64], ClearingResult]] = field(default_factory=list)
 
     def add(
-        self, t: int, book_participant: NDArray[np.int64], side: Any, cl: ClearingResult
+        self,
+        t: int,
+        book_participant: NDArray[np.int64],
+        side: NDArray[np.int8],
+        cl: ClearingResult,
     ) -> None:
-        """The trades of slot t's clearing."""
+        """The trades of slot t's clearing (stored as they are; `arrays` makes the rows)."""
         if cl.pool:
-            filled = np.flatnonzero(cl.filled_kwh > 0)
-            if filled.size == 0:
-                return
-            who = book_participant[filled]
-            is_buy = side[filled] == Side.BUY
-            self.slot.append(np.full(filled.size, t, dtype=np.int64))
-            self.buyer.append(np.where(is_buy, who, POOL))
-            self.seller.append(np.where(is_buy, POOL, who))
-            self.quantity_kwh.append(cl.filled_kwh[filled])
-            self.price.append(cl.price[filled])
+            self._pool.append((t, book_participant, side, cl.filled_kwh, cl.price))
         elif cl.trade_kwh.size:
+            self._pairs.append((t, book_participant, cl))
+
+    def arrays(self) -> dict[str, NDArray[np.generic]]:
+        """One row per trade, in slot order: slot, buyer, seller, quantity_kwh, price."""
+        parts: list[tuple[NDArray[np.int64], ...]] = []
+        floats: list[tuple[FloatArray, FloatArray]] = []
+        if self._pool:
+            t = np.concatenate([np.full(p[1].size, p[0], dtype=np.int64) for p in self._pool])
+            who = np.concatenate([p[1] for p in self._pool])
+            side = np.concatenate([p[2] for p in self._pool])
+            filled = np.concatenate([p[3] for p in self._pool])
+            price = np.concatenate([p[4] for p in self._pool])
+            keep = filled > 0
+            is_buy = side[keep] == BUY_CODE
+            who = who[keep]
+            parts.append((t[keep], np.where(is_buy, who, POOL), np.where(is_buy, POOL, who)))
+            floats.append((filled[keep], price[keep]))
+        for t_, who, cl in self._pairs:
             k = cl.trade_kwh.size
-            self.slot.append(np.full(k, t, dtype=np.int64))
-            self.buyer.append(book_participant[cl.trade_buy])
-            self.seller.append(book_participant[cl.trade_sell])
-            self.quantity_kwh.append(cl.trade_kwh)
-            self.price.append(cl.trade_price)
+            parts.append((np.full(k, t_, dtype=np.int64), who[cl.trade_buy], who[cl.trade_sell]))
+            floats.append((cl.trade_kwh, cl.trade_price))
+        if not parts:
+            empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
+            return {
+                "slot": empty_i,
+                "buyer": empty_i,
+                "seller": empty_i.copy(),
+                "quantity_kwh": empty_f,
+                "price": empty_f.copy(),
+            }
+        slot = np.concatenate([p[0] for p in parts])
+        order = np.argsort(slot, kind="stable")
+        return {
+            "slot": slot[order],
+            "buyer": np.concatenate([p[1] for p in parts])[order],
+            "seller": np.concatenate([p[2] for p in parts])[order],
+            "quantity_kwh": np.concatenate([f[0] for f in floats])[order],
+            "price": np.concatenate([f[1] for f in floats])[order],
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +155,6 @@ def run_lifecycle(
     horizon = _horizon_slots(policy, dt_h)
     series = {s.name: np.zeros((n_t, n_p)) for s in RECORDED}
     market = {s.name: np.full(n_t, np.nan) for s in MARKET}
-    curtailed = np.zeros((n_t, n_p))
     order = ("dispatch", "settlement", "end", "plan", "commitment")
     record = [(series[s.name], order.index(s.source), s.attr) for s in RECORDED]
     trades = Trades()
@@ -201,7 +222,6 @@ def run_lifecycle(
         )
         market["retailer_revenue"][t] = st.retailer_revenue
         market["operator_revenue"][t] = st.operator_revenue
-        curtailed[t] = dl.curtailed_kwh
         sources = (dl.dispatch, st, dl.end, plan, cl.commitment)
         for arr, source, attr in record:
             arr[t] = getattr(sources[source], attr)
@@ -210,6 +230,7 @@ def run_lifecycle(
     _no_indoor_temperature(series, assets)
     if on_progress is not None:
         on_progress(n_t, n_t)
+    curtailed = np.maximum(feed.profiles.pv_kwh - series["generation_kwh"], 0.0)
     return Recorded(series, market, trades, info, runtime.plan, curtailed)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from peergrid.engine.community import Community
 from peergrid.engine.loop import POOL, Recorded
-from peergrid.engine.series import PRICE_COLUMNS, TIMESERIES_COLUMNS
+from peergrid.engine.series import PRICE_COLUMNS, TIMESERIES_COLUMNS, derive
 from peergrid.scenario.schema import Scenario
 
 _CHUNK_SLOTS = 4096
@@ -34,10 +34,9 @@ class SimulationResult:
     def series(self, name: str) -> np.ndarray:
         """One per-participant series as a (T, P) array (`engine.series.SERIES`)."""
         s = self.recorded.series
-        if name == "storage_charge_kwh":
-            return s["battery_charge_kwh"] + s["ev_charge_kwh"]
-        if name == "storage_discharge_kwh":
-            return s["battery_discharge_kwh"] + s["ev_discharge_kwh"]
+        derived = derive(name, s)
+        if derived is not None:
+            return derived
         if name.startswith("baseline_"):
             return self.baseline[name.removeprefix("baseline_")]
         if name in ("network_charge", "loss_charge"):

@@ -18,6 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+#: Net positions within this of zero place no order (`settlement.slot.NET_EPS_KWH`) [kWh].
+_NO_ORDER_KWH = 1e-12
+
 Source = Literal["dispatch", "settlement", "end", "plan", "commitment", "derived", "market"]
 Shape = Literal["slot×participant", "slot"]
 
@@ -75,14 +83,20 @@ SERIES: tuple[SeriesSpec, ...] = (
                "bought in the community"),
     SeriesSpec("p2p_sold_kwh", "kWh", _P, "settlement", "p2p_sold_kwh", True,
                "sold in the community"),
-    SeriesSpec("p2p_buy_price", "currency/kWh", _P, "settlement", "p2p_buy_price", True,
+    SeriesSpec("p2p_buy_price", "currency/kWh", _P, "derived", "", True,
                "price paid per kWh bought in the community"),
-    SeriesSpec("p2p_sell_price", "currency/kWh", _P, "settlement", "p2p_sell_price", True,
+    SeriesSpec("p2p_sell_price", "currency/kWh", _P, "derived", "", True,
                "price received per kWh sold in the community"),
-    SeriesSpec("buy_limit_price", "currency/kWh", _P, "commitment", "buy_limit_price", True,
-               "limit price of the participant's buy orders (volume-weighted)"),
-    SeriesSpec("sell_limit_price", "currency/kWh", _P, "commitment", "sell_limit_price", True,
-               "limit price of the participant's sell orders (volume-weighted)"),
+    SeriesSpec("buy_limit_price", "currency/kWh", _P, "derived", "", True,
+               "limit price of the participant's buy order"),
+    SeriesSpec("sell_limit_price", "currency/kWh", _P, "derived", "", True,
+               "limit price of the participant's sell order"),
+    SeriesSpec("fill_price", "currency/kWh", _P, "commitment", "fill_price", False,
+               "price per kWh of the participant's fills (recorded; the two above derive)"),
+    SeriesSpec("bid_buy_limit_price", "currency/kWh", _P, "plan", "buy_limit_price", False,
+               "the EMS's limit price for a deficit (recorded; buy_limit_price derives)"),
+    SeriesSpec("bid_sell_limit_price", "currency/kWh", _P, "plan", "sell_limit_price", False,
+               "the EMS's limit price for a surplus (recorded; sell_limit_price derives)"),
     SeriesSpec("battery_soc_end_kwh", "kWh", _P, "end", "battery_soc_kwh", True,
                "home-battery state of charge at the end of the slot"),
     SeriesSpec("ev_soc_end_kwh", "kWh", _P, "end", "ev_soc_kwh", True,
@@ -150,3 +164,25 @@ TIMESERIES_COLUMNS: tuple[str, ...] = tuple(
 
 #: Columns of prices.parquet (after slot_start, retail_price, feed_in_price), in order.
 PRICE_COLUMNS: tuple[str, ...] = tuple(s.name for s in SERIES if s.shape == "slot" and s.timeseries)
+
+
+def derive(name: str, recorded: dict[str, FloatArray]) -> FloatArray | None:
+    """A derived per-participant series from the recorded ones, (T, P); None if `name` is not
+    derived from them (the baseline and network series come from other runs).
+
+    The per-side prices assume what the EMS's books are: one order per participant and slot
+    (a participant with fills on both sides shows the price of all its fills on both)."""
+    s = recorded
+    if name == "storage_charge_kwh":
+        return s["battery_charge_kwh"] + s["ev_charge_kwh"]
+    if name == "storage_discharge_kwh":
+        return s["battery_discharge_kwh"] + s["ev_discharge_kwh"]
+    if name == "p2p_buy_price":
+        return np.where(s["p2p_bought_kwh"] > 0.0, s["fill_price"], np.nan)
+    if name == "p2p_sell_price":
+        return np.where(s["p2p_sold_kwh"] > 0.0, s["fill_price"], np.nan)
+    if name == "buy_limit_price":
+        return np.where(s["committed_kwh"] < -_NO_ORDER_KWH, s["bid_buy_limit_price"], np.nan)
+    if name == "sell_limit_price":
+        return np.where(s["committed_kwh"] > _NO_ORDER_KWH, s["bid_sell_limit_price"], np.nan)
+    return None

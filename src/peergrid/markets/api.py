@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from peergrid.errors import InputError
-from peergrid.markets.base import ClearingResult, MarketContext, OrderBook, Side
+from peergrid.markets.base import BUY_CODE, ClearingResult, MarketContext, OrderBook
 from peergrid.markets.book import LabelledBook, book_from_frame
 from peergrid.markets.registry import get_mechanism
 
@@ -144,7 +144,7 @@ def welfare(book: OrderBook, result: ClearingResult) -> float:
     if not result.pool and result.trade_kwh.size:
         spread = book.price[result.trade_buy] - book.price[result.trade_sell]
         return float(np.dot(spread, result.trade_kwh))
-    signed = np.where(book.side == Side.BUY, book.price, -book.price)
+    signed = np.where(book.side == BUY_CODE, book.price, -book.price)
     return float(np.dot(signed, result.filled_kwh))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +33,12 @@ class Side(IntEnum):
 
     BUY = 0
     SELL = 1
+
+
+#: The sides as numpy int8 scalars, for comparisons with `OrderBook.side` in hot paths (an
+#: IntEnum member costs numpy an object conversion on every comparison: 3 µs instead of 0.6).
+BUY_CODE: Final = np.int8(Side.BUY)
+SELL_CODE: Final = np.int8(Side.SELL)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,11 +65,11 @@ class OrderBook:
 
     @property
     def is_buy(self) -> NDArray[np.bool_]:
-        return np.equal(self.side, Side.BUY)
+        return np.equal(self.side, BUY_CODE)
 
     @property
     def is_sell(self) -> NDArray[np.bool_]:
-        return np.equal(self.side, Side.SELL)
+        return np.equal(self.side, SELL_CODE)
 
     @staticmethod
     def empty() -> OrderBook:
@@ -189,7 +195,7 @@ def pool_fills(
         return np.array(quantity_kwh, dtype=np.float64, copy=True)
     buy_frac = min(total_sell_kwh / total_buy_kwh, 1.0)
     sell_frac = min(total_buy_kwh / total_sell_kwh, 1.0)
-    fills: FloatArray = quantity_kwh * np.where(side == Side.SELL, sell_frac, buy_frac)
+    fills: FloatArray = quantity_kwh * np.where(side == SELL_CODE, sell_frac, buy_frac)
     return fills
 
 

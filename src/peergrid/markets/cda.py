@@ -85,6 +85,7 @@ import numpy as np
 from pydantic import Field
 
 from peergrid.markets.base import (
+    BUY_CODE,
     ClearingResult,
     Family,
     FloatArray,
@@ -93,7 +94,6 @@ from peergrid.markets.base import (
     MechanismParams,
     NetworkView,
     OrderBook,
-    Side,
 )
 from peergrid.markets.merit_order import REL_TOL
 
@@ -247,7 +247,7 @@ def clear_cda(
     quantity_kwh = book.quantity_kwh
     tol_kwh = REL_TOL * float(quantity_kwh.sum())
     limit = book.price.tolist()
-    is_buy = (book.side == Side.BUY).tolist()
+    is_buy = (book.side == BUY_CODE).tolist()
     participant = book.participant.tolist()
     left_kwh = quantity_kwh.tolist()  # unfilled remainder of every order
 
@@ -335,7 +335,7 @@ def clear_cda(
     price = np.full(n, np.nan)
     np.divide(amount, traded, out=price, where=traded > 0.0)
     # The average of prices within the limit is within it; clamp away the last ulp of rounding.
-    buy_side = book.side == Side.BUY
+    buy_side = book.side == BUY_CODE
     price = np.where(buy_side, np.fmin(price, book.price), np.fmax(price, book.price))
     price[traded <= 0.0] = np.nan
     filled_kwh[traded <= 0.0] = 0.0

@@ -52,12 +52,12 @@ import numpy as np
 from pydantic import Field
 
 from peergrid.markets.base import (
+    BUY_CODE,
     ClearingResult,
     Family,
     MarketContext,
     MechanismParams,
     OrderBook,
-    Side,
 )
 from peergrid.markets.merit_order import REL_TOL
 from peergrid.markets.uniform import clear_uniform
@@ -69,7 +69,7 @@ def competitive_interval(
     """[L, U] of the module docstring for a book whose efficient volume and marginal accepted
     prices are known (from `clear_uniform`'s `info`) [currency/kWh]."""
     q, price = book.quantity_kwh, book.price
-    is_bid = book.side == Side.BUY
+    is_bid = book.side == BUY_CODE
     tol_kwh = REL_TOL * float(q.sum())
     live = q > tol_kwh  # smaller orders are rounding residue to the matching, too
     bids = is_bid & live

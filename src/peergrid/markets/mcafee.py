@@ -72,6 +72,7 @@ from pydantic import Field
 
 from peergrid.errors import InputError
 from peergrid.markets.base import (
+    BUY_CODE,
     ClearingResult,
     Family,
     FloatArray,
@@ -79,7 +80,6 @@ from peergrid.markets.base import (
     MarketContext,
     MechanismParams,
     OrderBook,
-    Side,
 )
 from peergrid.markets.merit_order import REL_TOL, merit_order, pair_fills, wash_self_matches
 
@@ -297,7 +297,7 @@ def clear_mcafee(book: OrderBook, form: McAfeeForm = "auto") -> ClearingResult:
     quantity_kwh = book.quantity_kwh
     order = merit_order(book.side, book.price, book.id)
     order = order[quantity_kwh[order] > 0.0]
-    n_bids = int(np.count_nonzero(book.side[order] == Side.BUY))  # bids come first
+    n_bids = int(np.count_nonzero(book.side[order] == BUY_CODE))  # bids come first
     positive_kwh = quantity_kwh[order]
     is_unit = positive_kwh.size == 0 or bool((positive_kwh == positive_kwh[0]).all())
     if form == "unit" and not is_unit:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from peergrid.engine.compare import Comparison
-from peergrid.report.compare_html import comparison_data, render_comparison
 from peergrid.rundir.atomic import write_dir_atomically
 from peergrid.rundir.run import json_ready
 
@@ -19,6 +18,8 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> Path:
 
 def write_comparison_files(comparison: Comparison, d: Path) -> None:
     """Write every file of the comparison directory into the existing folder `d`."""
+    from peergrid.report.compare_html import comparison_data, render_comparison  # matplotlib
+
     table = comparison.table()
     table.to_csv(d / "kpis.csv", index=False, float_format="%.6f")
     combined = {name: res.summary for name, res in comparison.results.items()}

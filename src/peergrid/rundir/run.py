@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 
 from peergrid.engine.result import SimulationResult
 from peergrid.engine.series import TIMESERIES_COLUMNS
-from peergrid.report.html import SLOT_SERIES, ReportData, render_report
 from peergrid.rundir.atomic import write_dir_atomically
 from peergrid.scenario.resolve import to_toml
 
@@ -50,6 +49,8 @@ def timeseries_table(result: SimulationResult, t0: int, t1: int) -> pa.Table:
 
 def report_html(result: SimulationResult) -> str:
     """The self-contained HTML report."""
+    from peergrid.report.html import SLOT_SERIES, ReportData, render_report  # matplotlib
+
     series: dict[str, np.ndarray] = {k: result.series(k) for k in SLOT_SERIES}
     series["battery_capacity_kwh"] = result.community.assets.battery.capacity_kwh
     series["ev_capacity_kwh"] = result.community.assets.ev.capacity_kwh

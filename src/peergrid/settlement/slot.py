@@ -10,11 +10,12 @@ currency/kWh. Cost is positive when the participant pays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
 
-from peergrid.markets.base import ClearingResult, OrderBook, Side
+from peergrid.markets.base import BUY_CODE, SELL_CODE, ClearingResult, OrderBook
 from peergrid.settlement.deviation import DeviationRule, reference_price, settle_deviations
 
 FloatArray = NDArray[np.float64]
@@ -34,9 +35,9 @@ def orders_from_net(
     net = net_kwh[active]
     is_sell = net > 0
     return OrderBook(
-        id=active.astype(np.int64),
-        participant=active.astype(np.int64),
-        side=np.where(is_sell, np.int8(Side.SELL), np.int8(Side.BUY)).astype(np.int8),
+        id=active,
+        participant=active,
+        side=is_sell.view(np.int8),  # Side.SELL = 1, Side.BUY = 0
         quantity_kwh=np.abs(net),
         price=np.where(is_sell, sell_limit_price[active], buy_limit_price[active]),
     )
@@ -48,46 +49,88 @@ class Commitment:
 
     A participant's commitment is the net of its orders (sells − buys, export positive): the
     part the market filled trades in the community at the mechanism's prices, the rest with
-    the retailer at the slot's tariff. Prices are per kWh of a participant's fills (volume
-    weighted over its orders); NaN where it has none.
+    the retailer at the slot's tariff. The per-side prices are computed when asked for.
 
     Attributes:
+        book: the slot's orders; result: their clearing.
         committed_kwh: net of the participant's orders [kWh].
         p2p_bought_kwh, p2p_sold_kwh: energy filled in the market [kWh].
-        p2p_buy_price, p2p_sell_price: price paid / received per kWh filled [currency/kWh].
         p2p_paid, p2p_received: money paid for fills bought / received for fills sold
             [currency].
-        buy_limit_price, sell_limit_price: volume-weighted limit price of the participant's
-            buy / sell orders [currency/kWh]; NaN without such orders.
-        operator_surplus: Σ buyer payments − Σ seller receipts in the market [currency].
-        clearing_price: the mechanism's single price, NaN where it has none [currency/kWh].
-        fill_kwh, fill_price: the book's fills and their prices, (n_orders,).
+        fill_price: price per kWh of the participant's fills, both sides together
+            [currency/kWh]; NaN without a fill.
         retail_price, feed_in_price: the slot's tariff [currency/kWh].
     """
 
+    book: OrderBook
+    result: ClearingResult
     committed_kwh: FloatArray
     p2p_bought_kwh: FloatArray
     p2p_sold_kwh: FloatArray
-    p2p_buy_price: FloatArray
-    p2p_sell_price: FloatArray
     p2p_paid: FloatArray
     p2p_received: FloatArray
-    buy_limit_price: FloatArray
-    sell_limit_price: FloatArray
-    operator_surplus: float
-    clearing_price: float
-    fill_kwh: FloatArray
     fill_price: FloatArray
     retail_price: float
     feed_in_price: float
 
     @property
+    def n_participants(self) -> int:
+        return int(self.committed_kwh.shape[0])
+
+    @property
+    def operator_surplus(self) -> float:
+        """Σ buyer payments − Σ seller receipts in the market [currency]."""
+        return float(self.result.operator_surplus)
+
+    @cached_property
+    def p2p_buy_price(self) -> FloatArray:
+        """Price paid per kWh bought in the market [currency/kWh]; NaN without a buy fill."""
+        out: FloatArray = np.divide(
+            self.p2p_paid,
+            self.p2p_bought_kwh,
+            out=np.full(self.n_participants, np.nan),
+            where=self.p2p_bought_kwh > 0,
+        )
+        return out
+
+    @cached_property
+    def p2p_sell_price(self) -> FloatArray:
+        """Price received per kWh sold in the market [currency/kWh]; NaN without a sell fill."""
+        out: FloatArray = np.divide(
+            self.p2p_received,
+            self.p2p_sold_kwh,
+            out=np.full(self.n_participants, np.nan),
+            where=self.p2p_sold_kwh > 0,
+        )
+        return out
+
+    def _limit(self, side: np.int8) -> FloatArray:
+        b, n = self.book, self.n_participants
+        mine = b.side == side
+        q = _sum_by(b.participant[mine], b.quantity_kwh[mine], n)
+        qp = _sum_by(b.participant[mine], b.quantity_kwh[mine] * b.price[mine], n)
+        out: FloatArray = np.divide(qp, q, out=np.full(n, np.nan), where=q > 0)
+        return out
+
+    @cached_property
+    def buy_limit_price(self) -> FloatArray:
+        """Volume-weighted limit price of the participant's buy orders [currency/kWh]; NaN
+        without a buy order."""
+        return self._limit(BUY_CODE)
+
+    @cached_property
+    def sell_limit_price(self) -> FloatArray:
+        """Volume-weighted limit price of the participant's sell orders [currency/kWh]; NaN
+        without a sell order."""
+        return self._limit(SELL_CODE)
+
+    @property
     def reference_price(self) -> float:
         """The community's reference price of the slot (`deviation.reference_price`)."""
         return reference_price(
-            self.clearing_price,
-            self.fill_kwh,
-            self.fill_price,
+            self.result.clearing_price,
+            self.result.filled_kwh,
+            self.result.price,
             self.retail_price,
             self.feed_in_price,
         )
@@ -112,60 +155,54 @@ def commit(
     `NET_EPS_KWH` of zero places no order and goes to the retailer)."""
     n = n_participants
     who = book.participant
-    is_buy = book.side == Side.BUY
+    is_buy = book.side == BUY_CODE
     q = book.quantity_kwh
     filled = result.filled_kwh
     price = result.price
-    has_fill = filled > 0
-    b = is_buy & has_fill
-    s = ~is_buy & has_fill
-    if who.size < 2 or bool(np.all(who[1:] > who[:-1])):
-        # one order per participant (the EMS's book): scatter, no sums and no rounding
-        committed = np.zeros(n) if position_kwh is None else np.array(position_kwh, copy=True)
-        committed[who] = np.where(is_buy, -q, q)
-        bought, sold, paid, received = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        bought[who[b]] = filled[b]
-        sold[who[s]] = filled[s]
-        paid[who[b]] = filled[b] * price[b]
-        received[who[s]] = filled[s] * price[s]
-        buy_price, sell_price = np.full(n, np.nan), np.full(n, np.nan)
-        buy_price[who[b]] = price[b]
-        sell_price[who[s]] = price[s]
-        buy_limit, sell_limit = np.full(n, np.nan), np.full(n, np.nan)
-        buy_limit[who[is_buy]] = book.price[is_buy]
-        sell_limit[who[~is_buy]] = book.price[~is_buy]
+    if who.size < 2 or not np.count_nonzero(who[1:] <= who[:-1]):
+        # one order per participant (the EMS's book): scatter, no sums and no rounding; the
+        # commitment of a book made from positions is the positions themselves
+        if position_kwh is None:
+            committed = np.zeros(n)
+            committed[who] = np.where(is_buy, -q, q)
+        else:
+            committed = position_kwh
+        fill = np.zeros(n)
+        fill[who] = filled
+        fill_price = np.full(n, np.nan)
+        fill_price[who] = price
+        buyer = np.zeros(n, dtype=bool)
+        buyer[who] = is_buy
+        bought = fill * buyer
+        sold = fill - bought
+        pay = fill * fill_price
+        pay[fill <= 0.0] = 0.0
+        paid = pay * buyer
+        received = pay - paid
     else:
         committed = _sum_by(who, np.where(is_buy, -q, q), n)
         if position_kwh is not None:
             no_order = np.ones(n, dtype=bool)
             no_order[who] = False
             committed = np.where(no_order, position_kwh, committed)
+        has_fill = filled > 0
+        b = is_buy & has_fill
+        s = ~is_buy & has_fill
         bought = _sum_by(who[b], filled[b], n)
         sold = _sum_by(who[s], filled[s], n)
         paid = _sum_by(who[b], filled[b] * price[b], n)
         received = _sum_by(who[s], filled[s] * price[s], n)
-        buy_price = np.divide(paid, bought, out=np.full(n, np.nan), where=bought > 0)
-        sell_price = np.divide(received, sold, out=np.full(n, np.nan), where=sold > 0)
-        qb = _sum_by(who[is_buy], q[is_buy], n)
-        qs = _sum_by(who[~is_buy], q[~is_buy], n)
-        lim_b = _sum_by(who[is_buy], q[is_buy] * book.price[is_buy], n)
-        lim_s = _sum_by(who[~is_buy], q[~is_buy] * book.price[~is_buy], n)
-        buy_limit = np.divide(lim_b, qb, out=np.full(n, np.nan), where=qb > 0)
-        sell_limit = np.divide(lim_s, qs, out=np.full(n, np.nan), where=qs > 0)
+        fill = bought + sold
+        fill_price = np.divide(paid + received, fill, out=np.full(n, np.nan), where=fill > 0)
     return Commitment(
+        book=book,
+        result=result,
         committed_kwh=committed,
         p2p_bought_kwh=bought,
         p2p_sold_kwh=sold,
-        p2p_buy_price=buy_price,
-        p2p_sell_price=sell_price,
         p2p_paid=paid,
         p2p_received=received,
-        buy_limit_price=buy_limit,
-        sell_limit_price=sell_limit,
-        operator_surplus=float(result.operator_surplus),
-        clearing_price=float(result.clearing_price),
-        fill_kwh=filled,
-        fill_price=price,
+        fill_price=fill_price,
         retail_price=retail_price,
         feed_in_price=feed_in_price,
     )
@@ -179,7 +216,6 @@ class SlotSettlement:
         grid_import_kwh, grid_export_kwh: metered energy not traded in the community, i.e.
             what flows with the retailer (committed remainder and deviation together) [kWh].
         p2p_bought_kwh, p2p_sold_kwh: energy traded in the community [kWh].
-        p2p_buy_price, p2p_sell_price: price per kWh of the fills [currency/kWh]; NaN if none.
         committed_kwh: the commitment made at gate closure (export positive) [kWh].
         deviation_kwh: metered − committed [kWh].
         deviation_cost: what the deviation cost under the rule [currency].
@@ -195,8 +231,6 @@ class SlotSettlement:
     grid_export_kwh: FloatArray
     p2p_bought_kwh: FloatArray
     p2p_sold_kwh: FloatArray
-    p2p_buy_price: FloatArray
-    p2p_sell_price: FloatArray
     committed_kwh: FloatArray
     deviation_kwh: FloatArray
     deviation_cost: FloatArray
@@ -223,7 +257,7 @@ def settle_slot(
     rem_cost = rem_import * retail_price - rem_export * feed_in_price
     deviation = metered_net_kwh - c.committed_kwh
     cost = rem_cost + (c.p2p_paid - c.p2p_received)
-    if np.any(deviation):
+    if np.count_nonzero(deviation):
         dev = settle_deviations(
             remainder,
             deviation,
@@ -245,8 +279,6 @@ def settle_slot(
         grid_export_kwh=grid_export,
         p2p_bought_kwh=c.p2p_bought_kwh,
         p2p_sold_kwh=c.p2p_sold_kwh,
-        p2p_buy_price=c.p2p_buy_price,
-        p2p_sell_price=c.p2p_sell_price,
         committed_kwh=c.committed_kwh,
         deviation_kwh=deviation,
         deviation_cost=dev_cost,
