@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 SCHEMA_VERSION = 1
 
 #: The forecaster a scenario uses unless it says otherwise (docs/forecasting.md says why).
-DEFAULT_FORECAST_METHOD = "seasonal-naive"
+DEFAULT_FORECAST_METHOD = "persistence"
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 
