@@ -238,13 +238,19 @@ def run_realtime(
     feed: ForecastFeed,
     assets: AssetParams,
     policy: EmsPolicy[Any],
+    record: tuple[str, ...] | None = None,
 ) -> Recorded:
     """A community without a market: each home's EMS decides every slot on its actual inputs,
-    with the forecasts issued at the slot for the slots ahead; everything with the retailer."""
+    with the forecasts issued at the slot for the slots ahead; everything with the retailer.
+    `record` names the dispatch and end-state series to keep (default: all of them)."""
     n_t, n_p = feed.profiles.base_demand_kwh.shape
     dt_h = feed.dt_h
     horizon = _horizon_slots(policy, dt_h)
-    names = [s for s in RECORDED if s.source in ("dispatch", "end")]
+    names = [
+        s
+        for s in RECORDED
+        if s.source in ("dispatch", "end") and (record is None or s.name in record)
+    ]
     series = {s.name: np.zeros((n_t, n_p)) for s in names}
     curtailed = np.zeros((n_t, n_p))
     state: Any = policy.init_state(assets)
