@@ -193,18 +193,21 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out) if args.out else Path("out") / f"{scenario.name}-compare"
     comparison = compare(scenario, markets, forecast=args.forecast)
     path = write_comparison(comparison, out)
-    table = Table(title=f"{scenario.name}: market designs compared")
+    table = Table(
+        title=f"{scenario.name}: market designs compared",
+        caption="PF: with perfect foresight (each design's twin); the full table is kpis.csv",
+    )
+    cur = scenario.tariff.currency
     heads = {
         "market": "market",
         "family": "family",
         "savings_pct": "saving %",
-        "self_sufficiency": "self-suff.",
-        "peak_import_kw": "peak kW",
+        "perfect_foresight_savings_pct": "PF saving %",
+        "forecast_error_cost": f"forecast error {cur}",
+        "rank": "rank",
+        "rank_perfect_foresight": "PF rank",
         "fairness_jain": "Jain",
         "participants_worse_off": "worse off",
-        "forecast_error_cost": "forecast err.",
-        "rank": "rank",
-        "rank_perfect_foresight": "rank PF",
         "market_s": "loop s",
     }
     cols = list(heads)

@@ -37,6 +37,7 @@ KPI_COLUMNS: tuple[tuple[str, str], ...] = (
     ("deviation_cost", "settlement.deviation_cost"),
     ("forecast_error_cost", "cost.forecast_error_cost"),
     ("perfect_foresight_savings", "cost.perfect_foresight_savings"),
+    ("perfect_foresight_savings_pct", "cost.perfect_foresight_savings_pct"),
 )
 
 #: Extra columns when the scenario has a feeder.

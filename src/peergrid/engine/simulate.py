@@ -297,6 +297,9 @@ def simulate(
         summary["cost"]["perfect_foresight_savings"] = round(
             baseline_total - float(twin_bill.sum()), 2
         )
+        summary["cost"]["perfect_foresight_savings_pct"] = round(
+            float(kpi.saving_pct(np.array([baseline_total]), np.array([twin_bill.sum()]))[0]), 3
+        )
     runtime = time.perf_counter() - t0
     summary["runtime_s"] = round(runtime, 3)
     summary["ems"] = run_ems

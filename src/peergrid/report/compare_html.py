@@ -43,6 +43,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "deviation_cost": ("Deviation cost", "currency"),
     "forecast_error_cost": ("Forecast error cost", "currency"),
     "perfect_foresight_savings": ("Savings, perfect foresight", "currency"),
+    "perfect_foresight_savings_pct": ("Savings, perfect foresight", "%"),
     "rank": ("Rank", "count"),
     "rank_perfect_foresight": ("Rank, perfect foresight", "count"),
     "max_voltage_pu": ("Max voltage", "p.u."),
