@@ -165,3 +165,12 @@ def test_every_policy_and_mechanism_round_trips_through_the_resolved_file(
     again = simulate(load_scenario(out / "scenario.resolved.toml"))
     assert again.summary["cost"] == result.summary["cost"]
     assert again.scenario.ems == result.scenario.ems
+
+
+def test_every_output_column_is_in_the_nomenclature() -> None:
+    """The series table (engine/series.py) and docs/nomenclature.md cannot drift apart."""
+    from peergrid.engine.series import PRICE_COLUMNS
+
+    doc = (Path(__file__).parents[2] / "docs" / "nomenclature.md").read_text("utf-8")
+    missing = [c for c in (*TIMESERIES_COLUMNS, *PRICE_COLUMNS) if f"`{c}`" not in doc]
+    assert not missing, missing
