@@ -68,7 +68,10 @@ def test_run_small_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_validate(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "demo"]) == 0
-    assert "valid (36 participants, 7 days, market sdr)" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "valid (36 participants, 7 days, market sdr, gate intraday 4, forecast persistence" in out
+    )
 
 
 def test_progress_is_reported_to_the_end() -> None:

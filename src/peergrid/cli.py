@@ -270,7 +270,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
         on_feeder = f", feeder {where}: {len(set(net.buses.values()))} buses used"
     console.print(
         f"{args.scenario}: valid ({len(resolved.participants)} participants, "
-        f"{scenario.time.days} days, market {resolved.market.mechanism}{on_feeder})"
+        f"{scenario.time.days} days, market {resolved.market.mechanism}, gate "
+        f"{resolved.market.gate_closure}, forecast {resolved.forecast.method}, deviations "
+        f"{resolved.settlement.deviation_rule}{on_feeder})"
     )
     return 0
 
