@@ -68,6 +68,10 @@ class EmsRuntime(Generic[S]):
         next_delivery: the next slot to deliver.
         trip_estimate_kwh: the energy each EV's next trip is expected to take (the last
             observed trip; 0 before any), (P,) [kWh].
+        drift: the sum of the re-anchoring shifts applied to the plan so far
+            (`reanchored`), per state.
+        pending_drift: `drift` when each pending plan was made, aligned with `pending`: a
+            pending plan's states are its recorded ones + (drift − its drift).
     """
 
     plan: S
@@ -76,6 +80,8 @@ class EmsRuntime(Generic[S]):
     physical: PhysicalState
     next_delivery: int
     trip_estimate_kwh: FloatArray
+    drift: PhysicalState
+    pending_drift: tuple[PhysicalState, ...]
 
 
 def init_runtime(policy: EmsPolicy[S], assets: AssetParams, first_slot: int = 0) -> EmsRuntime[S]:
@@ -88,7 +94,13 @@ def init_runtime(policy: EmsPolicy[S], assets: AssetParams, first_slot: int = 0)
         physical=physical_of(state),
         next_delivery=first_slot,
         trip_estimate_kwh=np.zeros(assets.n_participants),
+        drift=_zero_state(assets.n_participants),
+        pending_drift=(),
     )
+
+
+def _zero_state(n: int) -> PhysicalState:
+    return PhysicalState(np.zeros(n), np.zeros(n), np.zeros(n))
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,80 +163,72 @@ def _window(f: Forecast, k: int, n: int) -> Forecast:
     )
 
 
-def _shifted(state: PhysicalState, offset: PhysicalState, clip: Constants | None) -> PhysicalState:
-    """`state` + `offset` where the offset is not zero, clipped to the assets' limits."""
-    out = []
-    for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
-        d = getattr(offset, name)
-        value = getattr(state, name)
-        if np.count_nonzero(d):
-            value = np.where(d != 0.0, value + d, value)
-        out.append(value)
-    bat, car, temp = out
-    if clip is not None:
-        bat = np.clip(bat, clip.bat_soc_min_kwh, np.maximum(clip.bat_soc_max_kwh, 0.0))
-        car = np.clip(car, 0.0, clip.ev_capacity_kwh)
-    return PhysicalState(bat, car, temp)
+_FIELDS = ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c")
 
 
 def reanchored(runtime: EmsRuntime[S], clip: Constants | None = None) -> EmsRuntime[S]:
     """The runtime with its plan re-anchored to the measured state.
 
     The difference δ between what was measured at the start of `next_delivery` and what the
-    plan assumed there is new information: the plan's future states (the start and end states
-    of the pending slots and the plan state at its end) are shifted by δ (clipped to the assets'
-    limits when `clip` is given), so the next gate plans from where the assets will really be
-    and a later gate sees only the error that arose since — a deficit is corrected once, not
-    once per pending slot. Exactly the measured state when nothing is pending; unchanged when
-    delivery went exactly as planned."""
+    plan assumed there is new information: the plan's future states move by δ (the plan state at
+    its end, clipped to the assets' limits when `clip` is given; the pending plans' states through
+    `drift`), so the next gate plans from where the assets will really be and a later gate sees
+    only the error that arose since — a deficit is corrected once, not once per pending slot.
+    Exactly the measured state when nothing is pending; unchanged when delivery went exactly as
+    planned."""
     if not runtime.pending:
-        return replace_plan(runtime, runtime.plan.with_physical(runtime.physical), ())
-    assumed = runtime.pending[0].start
+        return _with(runtime, plan=runtime.plan.with_physical(runtime.physical))
     measured = runtime.physical
+    start, made_at = runtime.pending[0].start, runtime.pending_drift[0]
+    unshifted = made_at is runtime.drift
     if (
-        measured.battery_soc_kwh is assumed.battery_soc_kwh
-        and measured.ev_soc_kwh is assumed.ev_soc_kwh
-        and measured.indoor_temp_c is assumed.indoor_temp_c
+        unshifted
+        and measured.battery_soc_kwh is start.battery_soc_kwh
+        and measured.ev_soc_kwh is start.ev_soc_kwh
+        and measured.indoor_temp_c is start.indoor_temp_c
     ):
         return runtime  # delivered exactly as planned (the same arrays)
-    offset = PhysicalState(
-        measured.battery_soc_kwh - assumed.battery_soc_kwh,
-        measured.ev_soc_kwh - assumed.ev_soc_kwh,
-        measured.indoor_temp_c - assumed.indoor_temp_c,
-    )
-    if not (
-        np.count_nonzero(offset.battery_soc_kwh)
-        or np.count_nonzero(offset.ev_soc_kwh)
-        or np.count_nonzero(offset.indoor_temp_c)
-    ):
+    offsets = []
+    for name in _FIELDS:
+        assumed = getattr(start, name)
+        if not unshifted:
+            assumed = assumed + (getattr(runtime.drift, name) - getattr(made_at, name))
+        offsets.append(getattr(measured, name) - assumed)
+    if not any(np.count_nonzero(d) for d in offsets):
         return runtime
-    pending = tuple(
-        PlannedSlot(
-            dispatch=p.dispatch,
-            start=measured if k == 0 else _shifted(p.start, offset, clip),
-            end=_shifted(p.end, offset, clip),
-            base_demand_kwh=p.base_demand_kwh,
-            pv_kwh=p.pv_kwh,
-            temp_out_c=p.temp_out_c,
-            ev_trip_kwh=p.ev_trip_kwh,
-        )
-        for k, p in enumerate(runtime.pending)
+    plan = physical_of(runtime.plan)
+    moved = [
+        np.where(d != 0.0, getattr(plan, name) + d, getattr(plan, name))
+        for name, d in zip(_FIELDS, offsets, strict=True)
+    ]
+    bat, car, temp = moved
+    if clip is not None:
+        bat = np.clip(bat, clip.bat_soc_min_kwh, np.maximum(clip.bat_soc_max_kwh, 0.0))
+        car = np.clip(car, 0.0, clip.ev_capacity_kwh)
+    drift = PhysicalState(
+        *(getattr(runtime.drift, name) + d for name, d in zip(_FIELDS, offsets, strict=True))
     )
-    plan = runtime.plan.with_physical(_shifted(physical_of(runtime.plan), offset, clip))
-    return replace_plan(runtime, plan, pending)
+    return _with(
+        runtime, plan=runtime.plan.with_physical(PhysicalState(bat, car, temp)), drift=drift
+    )
 
 
-def replace_plan(
-    runtime: EmsRuntime[S], plan: S, pending: tuple[PlannedSlot, ...] | None
+def _with(
+    runtime: EmsRuntime[S],
+    *,
+    plan: S | None = None,
+    drift: PhysicalState | None = None,
 ) -> EmsRuntime[S]:
-    """The runtime with another plan state (and pending plans, unless None)."""
+    """The runtime with another plan state and drift."""
     return EmsRuntime(
-        plan=plan,
+        plan=runtime.plan if plan is None else plan,
         planned_until=runtime.planned_until,
-        pending=runtime.pending if pending is None else pending,
+        pending=runtime.pending,
         physical=runtime.physical,
         next_delivery=runtime.next_delivery,
         trip_estimate_kwh=runtime.trip_estimate_kwh,
+        drift=runtime.drift if drift is None else drift,
+        pending_drift=runtime.pending_drift,
     )
 
 
@@ -296,6 +300,8 @@ def bid(
         physical=runtime.physical,
         next_delivery=runtime.next_delivery,
         trip_estimate_kwh=runtime.trip_estimate_kwh,
+        drift=runtime.drift,
+        pending_drift=runtime.pending_drift + (runtime.drift,) * len(plans),
     )
     return out, Bids(first_slot=gate.first_slot, books=tuple(books), plans=tuple(plans))
 
@@ -370,6 +376,8 @@ def deliver(
         physical=out.end,
         next_delivery=slot + 1,
         trip_estimate_kwh=estimate,
+        drift=runtime.drift,
+        pending_drift=runtime.pending_drift[1:],
     )
     return new, out
 
