@@ -309,7 +309,7 @@ def simulate(
         summary["ems_info"] = {k: round(float(v), 6) for k, v in diagnostics.items()}
     summary["timing_s"] = {
         "build": round(t_fc - t0, 3),
-        "forecast_setup": round(t_build - t_fc, 3),
+        "forecast_setup": round(t_twin - t_fc, 3),
         "slots": round(t_run - t_build, 3),
         "baseline": round(t_base - t_run, 3),
         "summarise": round(t_done - t_base, 3),
