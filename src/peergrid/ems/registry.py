@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from pydantic_core import PydanticUndefined
 
 from peergrid.ems.base import EmsParams, EmsPolicy
 from peergrid.ems.coordinated import Coordinated
@@ -21,6 +20,7 @@ from peergrid.ems.price_aware import PriceAware
 from peergrid.ems.self_consumption import SelfConsumption
 from peergrid.ems.stackelberg import Stackelberg
 from peergrid.errors import InputError
+from peergrid.params import ParamInfo, param_infos, params_error_text
 
 # name → policy class; each class carries its `Params` model and a description
 _POLICIES: dict[str, Any] = {
@@ -32,17 +32,6 @@ _POLICIES: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class ParamInfo:
-    """One parameter of a policy, as `list_policies` reports it."""
-
-    name: str
-    type: str
-    required: bool
-    default: Any
-    description: str
-
-
-@dataclass(frozen=True)
 class PolicyInfo:
     """What `list_policies` reports about one policy."""
 
@@ -50,21 +39,6 @@ class PolicyInfo:
     description: str
     observes_market: bool
     params: tuple[ParamInfo, ...]
-
-
-def _param_infos(model: type[EmsParams]) -> tuple[ParamInfo, ...]:
-    infos = []
-    for key, f in model.model_fields.items():
-        required = f.is_required()
-        default = None if required or f.default is PydanticUndefined else f.get_default()
-        annotation = f.annotation
-        type_text = (
-            annotation.__name__
-            if isinstance(annotation, type)
-            else str(annotation).removeprefix("typing.")
-        )
-        infos.append(ParamInfo(key, type_text, required, default, f.description or ""))
-    return tuple(infos)
 
 
 def policy_names() -> list[str]:
@@ -79,23 +53,10 @@ def list_policies() -> list[PolicyInfo]:
             name=name,
             description=str(cls.description),
             observes_market=bool(cls.observes_market),
-            params=_param_infos(cls.Params),
+            params=param_infos(cls.Params),
         )
         for name, cls in sorted(_POLICIES.items())
     ]
-
-
-def _format_error(policy: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown parameter"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        parts.append(f"ems.params.{loc}: {msg}" if loc else f"ems.params: {msg}")
-    return "; ".join(parts) + f" (policy {policy!r})"
 
 
 def make_policy(
@@ -119,6 +80,6 @@ def make_policy(
     try:
         validated: EmsParams = cls.Params.model_validate(params or {})
     except ValidationError as exc:
-        raise InputError(_format_error(name, exc)) from None
+        raise InputError(params_error_text(exc, "ems.params", f"policy {name!r}")) from None
     policy: EmsPolicy[Any] = cls(validated, n_participants, rng)
     return policy

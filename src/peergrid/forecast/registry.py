@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticUndefined
 
 from peergrid.errors import InputError
 from peergrid.forecast.base import ForecastData, Forecaster, ForecastParams
@@ -20,6 +19,7 @@ from peergrid.forecast.ml import GradientBoosting
 from peergrid.forecast.perfect import Perfect
 from peergrid.forecast.persistence import Persistence
 from peergrid.forecast.seasonal_naive import SeasonalNaive
+from peergrid.params import ParamInfo, param_infos, params_error_text
 
 # name → forecaster class; each class carries its `Params` model and a description
 _FORECASTERS: dict[str, Any] = {
@@ -31,38 +31,12 @@ _FORECASTERS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class ParamInfo:
-    """One parameter of a forecaster, as `list_forecasters` reports it."""
-
-    name: str
-    type: str
-    required: bool
-    default: Any
-    description: str
-
-
-@dataclass(frozen=True)
 class ForecasterInfo:
     """What `list_forecasters` reports about one forecaster."""
 
     name: str
     description: str
     params: tuple[ParamInfo, ...]
-
-
-def _param_infos(model: type[ForecastParams]) -> tuple[ParamInfo, ...]:
-    infos = []
-    for key, f in model.model_fields.items():
-        required = f.is_required()
-        default = None if required or f.default is PydanticUndefined else f.get_default()
-        annotation = f.annotation
-        type_text = (
-            annotation.__name__
-            if isinstance(annotation, type)
-            else str(annotation).removeprefix("typing.")
-        )
-        infos.append(ParamInfo(key, type_text, required, default, f.description or ""))
-    return tuple(infos)
 
 
 def forecaster_names() -> list[str]:
@@ -73,22 +47,9 @@ def forecaster_names() -> list[str]:
 def list_forecasters() -> list[ForecasterInfo]:
     """Every registered forecaster with its description and parameters, sorted by name."""
     return [
-        ForecasterInfo(name=name, description=str(cls.description), params=_param_infos(cls.Params))
+        ForecasterInfo(name=name, description=str(cls.description), params=param_infos(cls.Params))
         for name, cls in sorted(_FORECASTERS.items())
     ]
-
-
-def _format_error(name: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown parameter"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        parts.append(f"forecast.params.{loc}: {msg}" if loc else f"forecast.params: {msg}")
-    return "; ".join(parts) + f" (forecaster {name!r})"
 
 
 def _validated(name: str, params: dict[str, Any] | None) -> ForecastParams:
@@ -102,7 +63,9 @@ def _validated(name: str, params: dict[str, Any] | None) -> ForecastParams:
     try:
         validated: ForecastParams = _FORECASTERS[name].Params.model_validate(params or {})
     except ValidationError as exc:
-        raise InputError(_format_error(name, exc)) from None
+        raise InputError(
+            params_error_text(exc, "forecast.params", f"forecaster {name!r}")
+        ) from None
     return validated
 
 

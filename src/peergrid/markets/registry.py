@@ -13,7 +13,6 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from pydantic import ValidationError
-from pydantic_core import PydanticUndefined
 
 from peergrid.errors import InputError
 from peergrid.markets.base import Family, Mechanism, MechanismParams, make_params
@@ -28,6 +27,7 @@ from peergrid.markets.pay_as_bid import PayAsBidAuction
 from peergrid.markets.sdr import SupplyDemandRatio
 from peergrid.markets.stackelberg import StackelbergMarket
 from peergrid.markets.uniform import UniformPriceAuction
+from peergrid.params import ParamInfo, param_infos
 
 
 class MechanismClass(Protocol):
@@ -62,25 +62,6 @@ _MECHANISMS: Final[Mapping[str, MechanismClass]] = MappingProxyType(
         BilateralMarket.name: BilateralMarket,
     }
 )
-
-
-@dataclass(frozen=True)
-class ParamInfo:
-    """One parameter of a mechanism, as declared in its pydantic `Params` model.
-
-    Attributes:
-        name: parameter key (as in the scenario TOML / CLI).
-        type: the annotation, as text (e.g. "Literal['midpoint', 'marginal_bid']").
-        required: True when the parameter has no default.
-        default: the default value; None when required.
-        description: what the parameter means, with its unit.
-    """
-
-    name: str
-    type: str
-    required: bool
-    default: Any
-    description: str
 
 
 @dataclass(frozen=True)
@@ -134,28 +115,6 @@ def get_mechanism(name: str, params: dict[str, Any] | None = None) -> Mechanism:
     return cls(validated)
 
 
-def _param_infos(model: type[MechanismParams]) -> tuple[ParamInfo, ...]:
-    infos = []
-    for key, f in model.model_fields.items():
-        required = f.is_required()
-        default = None if required or f.default is PydanticUndefined else f.get_default()
-        annotation = f.annotation
-        if isinstance(annotation, type):
-            type_text = annotation.__name__
-        else:
-            type_text = str(annotation).removeprefix("typing.")
-        infos.append(
-            ParamInfo(
-                name=key,
-                type=type_text,
-                required=required,
-                default=default,
-                description=f.description or "",
-            )
-        )
-    return tuple(infos)
-
-
 def list_mechanisms() -> list[MechanismInfo]:
     """Every registered mechanism with its family, description and parameters, sorted by name."""
     return [
@@ -164,7 +123,7 @@ def list_mechanisms() -> list[MechanismInfo]:
             family=cls.family,
             description=cls.description,
             uses_net_positions=cls.uses_net_positions,
-            params=_param_infos(cls.Params),
+            params=param_infos(cls.Params),
         )
         for name, cls in sorted(_MECHANISMS.items())
     ]
