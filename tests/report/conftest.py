@@ -128,6 +128,9 @@ def make_report_data(
         "ev_soc_end_kwh": ev_frac * ev_cap,
         "baseline_grid_import_kwh": base_import,
         "baseline_grid_export_kwh": base_export,
+        # a forecast that missed by a tenth: the commitment the net was metered against
+        "committed_kwh": net * 0.9,
+        "deviation_kwh": net - net * 0.9,
         "battery_capacity_kwh": battery_cap,
         "ev_capacity_kwh": ev_cap,
     }

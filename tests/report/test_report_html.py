@@ -19,7 +19,7 @@ from peergrid.report.html import ReportData, render_report
 # conftest because several test folders have one.
 MakeData = Callable[..., ReportData]
 
-N_FIGURES = 6
+N_FIGURES = 7  # flows, lifecycle, prices, state of charge, bills, savings, average day
 
 
 def _svg_count(page: str) -> int:

@@ -67,6 +67,8 @@ SLOT_SERIES = (
     "ev_soc_end_kwh",
     "baseline_grid_import_kwh",
     "baseline_grid_export_kwh",
+    "committed_kwh",
+    "deviation_kwh",
 )
 """Keys of `ReportData.series` holding (T, P) arrays."""
 
@@ -580,6 +582,30 @@ def _figures(data: ReportData) -> list[_Figure]:
         + " The lower panel compares grid import with P2P trading against the baseline, the "
         "same community without P2P trading (dashed).",
         plots.flows_figure(grid, bins, community),
+    )
+
+    deviation = series["deviation_kwh"]
+    forecast = data.summary.get("forecast", {})
+    settlement = data.summary.get("settlement", {})
+    add(
+        "lifecycle",
+        "Commitments and delivery",
+        "Each slot's orders were due at its gate closure "
+        f"({settlement.get('gate_closure', 'see the scenario')}), made from "
+        f"{forecast.get('method', 'the')} forecasts; the upper panel sums what the homes "
+        "committed and what their meters read (export positive), the lower one their short and "
+        "long deviations, which settle by the "
+        f"{settlement.get('deviation_rule', 'scenario')} rule. {when}",
+        plots.lifecycle_figure(
+            grid,
+            bins,
+            {
+                "committed": plots.community_total(series["committed_kwh"]),
+                "metered": plots.community_total(series["net_kwh"]),
+                "short": plots.community_total(np.maximum(-deviation, 0.0)),
+                "long": plots.community_total(np.maximum(deviation, 0.0)),
+            },
+        ),
     )
 
     prices = {

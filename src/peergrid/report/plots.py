@@ -351,6 +351,42 @@ def flows_figure(grid: SlotGrid, bins: TimeBins, community_kwh: Mapping[str, Flo
     return fig
 
 
+def lifecycle_figure(
+    grid: SlotGrid, bins: TimeBins, community_kwh: Mapping[str, FloatArray]
+) -> Figure:
+    """What the community committed at gate closure against what it delivered, over time.
+
+    Top: the community's committed and metered net position, as average power [kW] (export
+    positive). Bottom: its short (metered below committed) and long deviations, summed over the
+    participants separately [kW].
+
+    Args:
+        community_kwh: (T,) community totals [kWh per slot] with keys committed, metered,
+            short, long.
+    """
+    fig, (top, bottom) = _new_figure(5.6, nrows=2)
+    kw = {key: np.asarray(v, dtype=np.float64) / grid.dt_h for key, v in community_kwh.items()}
+    _binned_line(
+        top, kw["committed"], bins, label="Committed", colour=COLOURS["p2p"], linestyle="--"
+    )
+    _binned_line(top, kw["metered"], bins, label="Metered", colour=COLOURS["demand"])
+    top.axhline(0.0, color=COLOURS["baseline"], linewidth=0.6)
+    top.set_title("Community net position: committed and metered", fontsize=_TITLE_SIZE, loc="left")
+    top.set_ylabel(bins.label("Export − import [kW]"), fontsize=_FONT_SIZE)
+    _legend(top, ncols=2)
+    _binned_line(bottom, kw["short"], bins, label="Short", colour=COLOURS["loss"])
+    _binned_line(bottom, kw["long"], bins, label="Long", colour=COLOURS["gain"])
+    bottom.set_title("Deviations from the commitments", fontsize=_TITLE_SIZE, loc="left")
+    bottom.set_ylabel(bins.label("Deviation [kW]"), fontsize=_FONT_SIZE)
+    bottom.set_ylim(bottom=0.0)
+    _legend(bottom, ncols=2)
+    _local_time_axis(bottom, grid)
+    for ax in (top, bottom):
+        _headroom(ax)
+        ax.margins(x=0.0)
+    return fig
+
+
 PRICE_SERIES: tuple[tuple[str, str, str, str], ...] = (
     # (column, label, colour key, line style)
     ("retail_price", "Retail (import)", "retail", "-"),
