@@ -185,6 +185,15 @@ class EmsPolicy(Protocol[S]):
 
 
 @runtime_checkable
+class ReportsDiagnostics(Protocol):
+    """Optional capability of a policy state: numbers about how the policy decided (the
+    Stackelberg game's plans, iterations and residuals), for summary.json."""
+
+    @property
+    def diagnostics(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
 class PlansWithNetwork(Protocol):
     """Optional capability of a policy: it schedules with the feeder's constraints (the
     coordinated scheduler). `with_network` returns a configured copy."""

@@ -41,10 +41,14 @@ class SimulationResult:
             return self.baseline[name.removeprefix("baseline_")]
         if name in ("network_charge", "loss_charge"):
             network = self.extra.get("network")
-            values = None if network is None else getattr(network, f"{name}_slot", None)
-            if values is None:
+            if network is None:
                 return np.zeros_like(s["net_kwh"])
-            return np.asarray(values)
+            values = (
+                network.network_charge_slot
+                if name == "network_charge"
+                else network.loss_charge_slot
+            )
+            return np.zeros_like(s["net_kwh"]) if values is None else np.asarray(values)
         return s[name]
 
     def market_series(self, name: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from peergrid.data.weather import weather_site
-from peergrid.ems.base import EmsPolicy, PlansWithNetwork
+from peergrid.ems.base import EmsPolicy, PlansWithNetwork, ReportsDiagnostics
 from peergrid.ems.registry import make_policy
 from peergrid.engine.community import Community, build_community
 from peergrid.engine.feed import ForecastFeed
@@ -304,7 +304,8 @@ def simulate(
     summary["runtime_s"] = round(runtime, 3)
     summary["ems"] = run_ems
     summary["baseline_ems"] = own_ems
-    diagnostics = getattr(recorded.final_state, "diagnostics", None)
+    state = recorded.final_state
+    diagnostics = state.diagnostics if isinstance(state, ReportsDiagnostics) else None
     if diagnostics:
         summary["ems_info"] = {k: round(float(v), 6) for k, v in diagnostics.items()}
     summary["timing_s"] = {
