@@ -1,5 +1,5 @@
 """`PreparesIssues`: preparing the issues of a run changes no answer, leaves `issue` nothing
-expensive to do, and keeps the information rule."""
+expensive to do, keeps the information rule, and the engine prepares everything a run asks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from peergrid.engine.simulate import simulate
 from peergrid.forecast.base import ForecastData, Forecaster, Issued, PreparesIssues
+from peergrid.forecast.ml import GradientBoosting
 from peergrid.forecast.registry import forecaster_names, make_forecaster
+from peergrid.scenario.schema import ForecastSpec
+from tests.engine.conftest import small_scenario
 from tests.forecast.conftest import ML_SMALL
 
 DAY = 96
@@ -118,3 +122,25 @@ def test_nothing_decided_by_T_depends_on_data_after_T_when_prepared(
     monkeypatch.setattr(test_no_future, "make_forecaster", prepared)
     for gate in ("intraday 4", "day-ahead 12:00"):
         test_no_future.test_nothing_decided_by_T_depends_on_data_after_T("ml", gate, monkeypatch)
+
+
+@pytest.mark.parametrize("gate", ["intraday 4", "day-ahead 12:00"])
+def test_simulate_prepares_what_the_run_asks(gate: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = small_scenario(n=4, days=2, ems="price-aware", gate_closure=gate)
+    sc = sc.model_copy(
+        update={"forecast": ForecastSpec(method="ml", params=dict(ML_SMALL), history_days=12)}
+    )
+    prepared = simulate(sc, twin=False)
+    timing = prepared.summary["timing_s"]
+    fc = timing["forecaster"]
+    # the lifecycle's gates, the baseline's issues: nothing was left to compute lazily
+    assert fc["lazy_predictions"] == 0.0 and fc["fallback_issues"] == 0.0
+    assert 0.0 < fc["prepare_s"] <= timing["forecast_setup"] + 1e-3
+
+    monkeypatch.setattr(GradientBoosting, "prepare", lambda self, slots, horizon: None)
+    lazy = simulate(sc, twin=False)
+    assert lazy.summary["timing_s"]["forecaster"]["lazy_predictions"] > 0.0
+    for key, series in prepared.recorded.series.items():
+        np.testing.assert_array_equal(series, lazy.recorded.series[key], err_msg=key)
+    assert prepared.summary["forecast"] == lazy.summary["forecast"]
+    assert prepared.summary["cost"] == lazy.summary["cost"]
