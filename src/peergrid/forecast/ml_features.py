@@ -162,9 +162,17 @@ def weather_at_base(
 
 
 def _nanmean0(stack: FloatArray) -> FloatArray:
-    """Mean over axis 0 ignoring NaN; NaN where all are NaN (no warning)."""
-    count = np.sum(~np.isnan(stack), axis=0)
-    total = np.nansum(stack, axis=0)
+    """Mean over axis 0 ignoring NaN; NaN where all are NaN (no warning).
+
+    Summed one row after another, explicitly: numpy's sum takes that order along a strided
+    axis but a pairwise one along a contiguous axis, so its result would depend on the memory
+    layout of the stack, and a triple's features on how many triples are built with it."""
+    nan = np.isnan(stack)
+    count = np.sum(~nan, axis=0)
+    values = np.where(nan, 0.0, stack)
+    total = values[0].copy()
+    for row in values[1:]:
+        total += row
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
@@ -185,7 +193,7 @@ def demand_features(
 
     def norm(rows_of_pair: IntArray) -> FloatArray:
         """Normalised observed demand at rows given per pair, (..., K) → (..., M)."""
-        return _observed(data.demand_kwh, rows_of_pair[..., t.pair], ib, who) / level
+        return _observed(data.demand_kwh, np.take(rows_of_pair, t.pair, axis=-1), ib, who) / level
 
     temp, k_fc = weather_at_base(data, ib_k, rows_k)
     lag1 = latest_lag_rows(data.prev_day, rows_k, ib_k)
