@@ -262,6 +262,8 @@ class GradientBoosting:
             data, daylight_frac=params.daylight_frac, k_last=k_last
         )
         self._pv_cols: IntArray = np.flatnonzero(self._prep.has_pv).astype(np.int64)
+        # the gate update reads rows of clear-sky PV: row-major, whatever the data's layout
+        self._clear_rows: FloatArray = np.ascontiguousarray(data.pv_clearsky_kwh)
         self._models: dict[int, Models] = {}
         self._bases: OrderedDict[int, tuple[FloatArray, FloatArray]] = OrderedDict()
         self._prepared: PreparedBases | None = None
@@ -584,7 +586,7 @@ class GradientBoosting:
         demand += dem[a - ib : b - ib]
         np.maximum(demand, 0.0, out=demand)
         pv_fc = np.multiply(w_pv, e_k)
-        pv_fc *= d.pv_clearsky_kwh[a:b]
+        pv_fc *= self._clear_rows[a:b]
         pv_fc += pv[a - ib : b - ib]
         np.maximum(pv_fc, 0.0, out=pv_fc)
         self._clock["issue_s"] += time.perf_counter() - t0
