@@ -77,6 +77,23 @@ def test_prepare_changes_no_answer(small: ForecastData, slots: str, horizon: int
     assert prepared.timings()["fallback_issues"] == lazy.timings()["fallback_issues"] > 0
 
 
+def test_prepare_in_small_batches_changes_no_answer(
+    small: ForecastData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LightGBM calls that split base issues, update batches of a few gates
+    from peergrid.forecast import ml
+
+    asks = _asks(small)[::4]
+    expected = [_made(small).issue(*a) for a in asks]
+    monkeypatch.setattr(ml, "_BATCH_TRIPLES", 7 * small.n_participants)
+    monkeypatch.setattr(ml, "_BATCH_GATES", 3)
+    f = _made(small)
+    assert isinstance(f, PreparesIssues)
+    f.prepare(np.arange(-K, small.n_slots, dtype=np.int64), 2 * DAY)
+    for a, e in zip(asks, expected, strict=True):
+        _same(f.issue(*a), e)
+
+
 def test_after_prepare_issue_only_slices(small: ForecastData) -> None:
     f = _made(small)
     assert isinstance(f, PreparesIssues)

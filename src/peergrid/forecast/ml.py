@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field
 
 from peergrid.errors import InputError
@@ -305,11 +306,13 @@ class GradientBoosting:
         sel = (b < tau) & (b >= tau - self._params.train_days * day) & (b >= LEVEL_DAYS * day)
         return b[sel]
 
-    def _modelled(self) -> np.ndarray:
+    def _modelled(self) -> NDArray[np.bool_]:
         """(B,) bool: whether each base issue has a model (without training one)."""
         taus = {self._retrain_of(j) for j in range(len(self._base_list))}
         ok = {t: self._virtual_bases(t).size >= self._params.min_train_days for t in taus}
-        return np.array([ok[self._retrain_of(j)] for j in range(len(self._base_list))])
+        return np.array(
+            [ok[self._retrain_of(j)] for j in range(len(self._base_list))], dtype=np.bool_
+        )
 
     # ---- training -------------------------------------------------------------------------
 
@@ -450,6 +453,7 @@ class GradientBoosting:
         rows = np.unique(np.asarray(issue_slots, dtype=np.int64)) + d.n_history
         rows = rows[(rows >= 1) & (rows < d.n_rows)]  # other issue slots raise in `issue`
         self._prepared, self._update_at = None, {}
+        self._e_dem, self._e_k = self._e_dem[:0], self._e_k[:0]
         if rows.size and horizon_slots >= 1:
             modelled = self._modelled()
             stop = self._read_until(rows, horizon_slots, modelled)
@@ -457,7 +461,9 @@ class GradientBoosting:
             self._prepare_updates(rows, modelled)
         self._clock["prepare_s"] += time.perf_counter() - t0
 
-    def _read_until(self, ig: IntArray, horizon_slots: int, modelled: np.ndarray) -> IntArray:
+    def _read_until(
+        self, ig: IntArray, horizon_slots: int, modelled: NDArray[np.bool_]
+    ) -> IntArray:
         """One past the last row of each base forecast that the issues at rows `ig` read: their
         targets, and the update windows before them (their rows' own base issues), (B,) rows;
         the base row itself where none is read or the base issue has no model."""
@@ -474,8 +480,8 @@ class GradientBoosting:
         return np.where(modelled, stop, b)
 
     def _prepare_bases(self, stop: IntArray) -> PreparedBases:
-        """Every base forecast up to `stop` (B,), predicted in batches of base issues that
-        share a model."""
+        """Every base forecast up to `stop` (B,): the base issues that share a model together,
+        in LightGBM calls of at most `_BATCH_TRIPLES` triples."""
         b, p = self._base_rows, self._data.n_participants
         n_rows = stop - b
         chosen = np.flatnonzero(n_rows > 0)
@@ -483,28 +489,20 @@ class GradientBoosting:
         offset[chosen] = np.cumsum(n_rows[chosen]) - n_rows[chosen]
         total = int(n_rows[chosen].sum())
         out = PreparedBases(np.empty((total, p)), np.empty((total, p)), offset, n_rows)
-        i = 0
-        while i < chosen.size:
-            tau = self._retrain_of(int(chosen[i]))
-            j = i + 1
-            size = int(n_rows[chosen[i]])
-            while (
-                j < chosen.size
-                and self._retrain_of(int(chosen[j])) == tau
-                and (size + int(n_rows[chosen[j]])) * p <= _BATCH_TRIPLES
-            ):
-                size += int(n_rows[chosen[j]])
-                j += 1
-            batch = chosen[i:j]
-            base_row, rows = row_pairs(b[batch], stop[batch])
-            dem, pv = self._predict(self._models_at(tau), base_row, rows)
-            start = int(offset[batch[0]])
-            out.demand_kwh[start : start + rows.shape[0]] = dem
-            out.pv_kwh[start : start + rows.shape[0]] = pv
-            i = j
+        taus = np.array([self._retrain_of(j) for j in chosen.tolist()], dtype=np.int64)
+        chunk = max(1, _BATCH_TRIPLES // p)
+        for tau in dict.fromkeys(taus.tolist()):  # in order; a model's bases are consecutive
+            group = chosen[taus == tau]
+            base_row, rows = row_pairs(b[group], stop[group])
+            start = int(offset[group[0]])
+            models = self._models_at(tau)
+            for s in range(0, rows.shape[0], chunk):
+                dem, pv = self._predict(models, base_row[s : s + chunk], rows[s : s + chunk])
+                out.demand_kwh[start + s : start + s + dem.shape[0]] = dem
+                out.pv_kwh[start + s : start + s + dem.shape[0]] = pv
         return out
 
-    def _prepare_updates(self, ig: IntArray, modelled: np.ndarray) -> None:
+    def _prepare_updates(self, ig: IntArray, modelled: NDArray[np.bool_]) -> None:
         """The update (mean errors over the window) of every issue row in `ig` whose base issue
         has a model, from the prepared base forecasts."""
         d, prep, pre, w = self._data, self._prep, self._prepared, self._window
@@ -518,9 +516,9 @@ class GradientBoosting:
         for s in range(0, ig.shape[0], _BATCH_GATES):
             rows = ig[s : s + _BATCH_GATES, None] - w + np.arange(w, dtype=np.int64)[None, :]
             owner = np.searchsorted(b, rows, side="right") - 1
-            known = ((owner >= 0) & modelled[np.maximum(owner, 0)]).all(axis=1)
-            at = pre.offset[np.maximum(owner, 0)] + rows - b[np.maximum(owner, 0)]
-            at = np.where(known[:, None], at, 0)
+            owner_c = np.maximum(owner, 0)
+            known: NDArray[np.bool_] = np.all((owner >= 0) & modelled[owner_c], axis=1)
+            at = np.where(known[:, None], pre.offset[owner_c] + rows - b[owner_c], 0)
             ed, ek = window_errors(d, prep, rows, pre.demand_kwh[at], pre.pv_kwh[at])
             e_dem[s : s + _BATCH_GATES] = np.where(known[:, None], ed, 0.0)
             e_k[s : s + _BATCH_GATES] = np.where(known[:, None], ek, 0.0)
