@@ -1,6 +1,8 @@
 """The information rule, for every registered forecaster: a forecast issued at or before slot g
 is unchanged when every observation in slots >= g (demand, PV, temperature, irradiance) and
-every weather-forecast run issued after g change. (`perfect` is the rule's stated exception.)"""
+every weather-forecast run issued after g change. (`perfect` is the rule's stated exception.)
+Forecasters that prepare their issues (`PreparesIssues`) keep it when prepared for every slot
+of the data first."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from peergrid.data.weather_forecast import WeatherForecasts
-from peergrid.forecast.base import ForecastData
+from peergrid.forecast.base import ForecastData, PreparesIssues
 from peergrid.forecast.registry import forecaster_names, make_forecaster
 from tests.forecast.conftest import ML_SMALL, small_data
 
@@ -61,12 +63,15 @@ def _future_changed(data: ForecastData, g: int, seed: int) -> ForecastData:
     ahead=st.integers(min_value=0, max_value=60),
     n=st.integers(min_value=1, max_value=100),
     seed=st.integers(min_value=0, max_value=2**16),
+    prepared=st.booleans(),
 )
 # ml with trained models (the first serves 12:00 on run day 1, slot 144), a day-ahead-like ask
-@example(name="ml", g=230, back=40, ahead=30, n=100, seed=1)
-@example(name="ml", g=150, back=0, ahead=4, n=97, seed=2)
+@example(name="ml", g=230, back=40, ahead=30, n=100, seed=1, prepared=False)
+@example(name="ml", g=150, back=0, ahead=4, n=97, seed=2, prepared=False)
+@example(name="ml", g=230, back=40, ahead=30, n=100, seed=1, prepared=True)
+@example(name="ml", g=150, back=0, ahead=4, n=97, seed=2, prepared=True)
 def test_forecasts_issued_by_g_ignore_everything_from_g_on(
-    name: str, g: int, back: int, ahead: int, n: int, seed: int
+    name: str, g: int, back: int, ahead: int, n: int, seed: int, prepared: bool
 ) -> None:
     issue = g - back
     first = min(issue + ahead, DATA.n_slots - 1)
@@ -74,6 +79,11 @@ def test_forecasts_issued_by_g_ignore_everything_from_g_on(
     changed = _future_changed(DATA, g, seed)
     a = make_forecaster(name, _params(name), DATA, seed=1)
     b = make_forecaster(name, _params(name), changed, seed=1)
+    if prepared:  # every slot, as far ahead as any ask below reaches
+        slots = np.arange(-DATA.n_history, DATA.n_slots, dtype=np.int64)
+        for f in (a, b):
+            if isinstance(f, PreparesIssues):
+                f.prepare(slots, 400)
     if name == "ml" and issue >= 144 + 4:  # the examples above: a model, not the fallback
         a.issue(issue, issue, 1)
         assert a.timings()["models"] >= 1.0 and a.timings()["fallback_issues"] == 0.0
@@ -83,6 +93,8 @@ def test_forecasts_issued_by_g_ignore_everything_from_g_on(
         np.testing.assert_array_equal(fa.demand_kwh, fb.demand_kwh)
         np.testing.assert_array_equal(fa.pv_kwh, fb.pv_kwh)
         np.testing.assert_array_equal(fa.temp_out_c, fb.temp_out_c)
+    if prepared:  # the answers came from what prepare computed
+        assert a.timings().get("lazy_predictions", 0.0) == 0.0
 
 
 def test_ml_sees_the_change_after_the_gate() -> None:

@@ -23,12 +23,13 @@ import numpy as np
 
 from peergrid.data.weather import weather_site
 from peergrid.ems.base import EmsPolicy, PlansWithNetwork, ReportsDiagnostics
+from peergrid.ems.driver import horizon_slots
 from peergrid.ems.registry import make_policy
 from peergrid.engine.community import Community, build_community
 from peergrid.engine.feed import ForecastFeed
 from peergrid.engine.loop import ProgressFn, Recorded, run_lifecycle, run_realtime
 from peergrid.engine.result import SimulationResult
-from peergrid.forecast.base import Forecaster
+from peergrid.forecast.base import Forecaster, PreparesIssues
 from peergrid.markets.base import CoreChecked, ImposesPolicy, PeriodSettled
 from peergrid.markets.gate import (
     GateSchedule,
@@ -120,6 +121,18 @@ def _forecaster(
     return make_forecaster(spec.method, spec.params, data, seed=seed), community
 
 
+def _prepare_forecaster(
+    forecaster: PreparesIssues, gates: GateSchedule, n_slots: int, run_h: int, baseline_h: int
+) -> None:
+    """Let the forecaster compute up front what the run will ask of it: an issue at every
+    gate for the slots it closes and the look-ahead of `run_h` slots from the last of them
+    (`run_lifecycle`), and the baseline's issue at every slot for `baseline_h` slots
+    (`run_realtime`)."""
+    reach = int(np.max(gates.stop_slot - gates.gate_slot)) + run_h - 1 if gates.n_gates else 0
+    slots = np.concatenate([gates.gate_slot, np.arange(n_slots, dtype=np.int64)])
+    forecaster.prepare(slots, max(reach, baseline_h))
+
+
 def expected_at_gates(feed: ForecastFeed, gates: GateSchedule) -> tuple[Any, Any]:
     """The base demand and PV each slot was expected to have at its gate closure, (T, P)
     each [kWh] (the realised values under perfect foresight)."""
@@ -178,6 +191,9 @@ def simulate(
     gates = gate_schedule(
         grid, parse_gate_closure(str(resolved.market.gate_closure), grid.slot_minutes)
     )
+    if isinstance(forecaster, PreparesIssues):
+        run_h, own_h = (horizon_slots(policy_named(e), grid.dt_h) for e in (run_ems, own_ems))
+        _prepare_forecaster(forecaster, gates, grid.n_slots, run_h, own_h)
     feed = ForecastFeed.build(
         community.profiles, community.retail_price, community.feed_in_price, grid.dt_h, forecaster
     )

@@ -155,3 +155,24 @@ class Forecaster(Protocol):
     def timings(self) -> dict[str, float]:
         """Seconds spent so far, by phase (e.g. {"train_s": ..., "predict_s": ...})."""
         ...
+
+
+@runtime_checkable
+class PreparesIssues(Protocol):
+    """An optional capability of a forecaster: compute before the loop what its issues need.
+
+    A run knows every gate it will issue at before it starts. A forecaster whose issues share
+    expensive work (trained models, base forecasts) can do that work once, in bulk, and leave
+    `issue` only slicing and cheap updates. The engine calls `prepare` when the forecaster
+    satisfies this protocol (`isinstance(f, PreparesIssues)`); the cheap methods need not.
+
+    Two promises, tested: every answer of `issue` is the same bit for bit whether or not
+    `prepare` was called (and whatever it was called with), and the information rule holds for
+    every issue as before — preparing computes, for each issue, only what that issue would have
+    computed itself. An issue that `prepare` did not cover is still answered, lazily.
+    """
+
+    def prepare(self, issue_slots: IntArray, horizon_slots: int) -> None:
+        """Prepare issues at the slots `issue_slots` (any order, repeats allowed), each asking
+        for targets in [issue_slot, issue_slot + horizon_slots) [slots]."""
+        ...

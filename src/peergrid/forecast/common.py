@@ -33,9 +33,10 @@ def target_rows(data: ForecastData, first_slot: int, n_slots: int) -> IntArray:
     return np.arange(r0, r0 + n_slots, dtype=np.int64)
 
 
-def latest_lag_rows(lag_rows: IntArray, rows: IntArray, issue_row: int) -> IntArray:
+def latest_lag_rows(lag_rows: IntArray, rows: IntArray, issue_row: int | IntArray) -> IntArray:
     """For each row, follow the seasonal lag (`ForecastData.prev_day` or `prev_week`) until it
-    reaches a row observed before `issue_row`; −1 where the chain leaves the data first.
+    reaches a row observed before `issue_row` (one issue row, or one per row); −1 where the
+    chain leaves the data first.
 
     The result is the most recent slot at the same local clock time (one or seven days apart)
     whose value is known at the issue: the lag is at least the lead."""
