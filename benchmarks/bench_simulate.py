@@ -117,8 +117,13 @@ def main() -> int:
     print(f"  peak memory   {fig['peak_rss_mb']:8.1f} MB (target ≤ {TARGET_PEAK_MB:.0f} MB)")
     print(f"  savings       {fig['savings_pct']} %")
     if not args.quick:
-        ok = float(fig["wall_s"]) <= TARGET_WALL_S and float(fig["peak_rss_mb"]) <= TARGET_PEAK_MB  # type: ignore[arg-type]
-        print("  target met" if ok else "  TARGET MISSED")
+        peak_ok = float(fig["peak_rss_mb"]) <= TARGET_PEAK_MB  # type: ignore[arg-type]
+        if fig["forecast"] == "perfect":
+            ok = float(fig["wall_s"]) <= TARGET_WALL_S and peak_ok  # type: ignore[arg-type]
+        else:  # issue #8: the loop within 2× of perfect foresight, training within 60 s
+            train = float(timing.get("forecaster", {}).get("train_s", 0.0))
+            ok = timing["slots"] <= 2.0 * timing["twin_slots"] and train <= 60.0 and peak_ok
+        print("  targets met" if ok else "  TARGET MISSED")
     return 0
 
 
