@@ -99,7 +99,7 @@ def main() -> int:
     )
     if fig["forecast"] != "perfect":
         ratio = timing["slots"] / timing["twin_slots"]
-        train = timing.get("forecaster", {}).get("train_s", float("nan"))
+        train = timing.get("forecaster", {}).get("train_s", 0.0)
         print(
             f"  slot loop     {timing['slots']:8.2f} s = {ratio:.2f}× the perfect-foresight "
             f"loop timed in the same process ({timing['twin_slots']:.2f} s; target ≤ 2×)"
