@@ -323,3 +323,24 @@ def test_limits_are_configurable() -> None:
     assert net["limits"]["v_max_pu"] == 1.02
     assert net["max_voltage_pu"] > 1.02
     assert net["overvoltage_slots"] == net["voltage_violation_slots"] > 0
+
+
+def test_per_slot_network_and_loss_charges_add_up_to_the_bills(tmp_path: Path) -> None:
+    """timeseries.parquet carries each slot's network usage and loss charges; per participant
+    they sum to participants.csv's totals, which are part of the bill."""
+    sc = with_network(
+        small_scenario(n=8, days=1, market="uniform"),
+        charges={"kind": "uniform", "fee_per_kwh": 0.03, "payer": "split"},
+    )
+    result = simulate(sc)
+    out = write_run(result, tmp_path / "run")
+    ts = pd.read_parquet(out / "timeseries.parquet")
+    parts = pd.read_csv(out / "participants.csv")
+    per = ts.groupby("participant", observed=True)[["network_charge", "loss_charge"]].sum()
+    per = per.loc[parts["participant"]]
+    assert per["network_charge"].sum() > 0.0 and per["loss_charge"].sum() > 0.0
+    np.testing.assert_allclose(per["network_charge"], parts["network_charge"], atol=1e-6)
+    np.testing.assert_allclose(per["loss_charge"], parts["loss_charge"], atol=1e-6)
+    # without a feeder the columns are not there at all
+    plain = simulate(small_scenario(n=3, days=1))
+    assert "network_charge" not in plain.timeseries.columns

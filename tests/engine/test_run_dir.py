@@ -11,7 +11,7 @@ import pytest
 
 from peergrid import load_scenario, simulate
 from peergrid.engine.result import SimulationResult
-from peergrid.engine.series import TIMESERIES_COLUMNS
+from peergrid.engine.series import TIMESERIES_COLUMNS, timeseries_columns
 from peergrid.errors import InputError
 from peergrid.rundir import run as rundir_run
 from peergrid.rundir import write_run
@@ -50,7 +50,7 @@ SUMMARY_KEYS = [
     "cost.perfect_foresight_total",
     "cost.forecast_error_cost",
 ]
-TS_COLUMNS = ["slot_start", "participant", *TIMESERIES_COLUMNS, "ev_plugged"]
+TS_COLUMNS = ["slot_start", "participant", *timeseries_columns(False), "ev_plugged"]
 
 
 @pytest.fixture(scope="module")

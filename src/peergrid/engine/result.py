@@ -13,7 +13,7 @@ import pandas as pd
 
 from peergrid.engine.community import Community
 from peergrid.engine.loop import POOL, Recorded
-from peergrid.engine.series import PRICE_COLUMNS, TIMESERIES_COLUMNS, derive
+from peergrid.engine.series import PRICE_COLUMNS, derive, timeseries_columns
 from peergrid.scenario.schema import Scenario
 
 _CHUNK_SLOTS = 4096
@@ -70,7 +70,7 @@ class SimulationResult:
                 categories=pd.Index(list(names)),
             ),
         }
-        for name in TIMESERIES_COLUMNS:
+        for name in timeseries_columns("network" in self.extra):
             columns[name] = self.series(name).ravel()
         columns["ev_plugged"] = self.community.profiles.ev_plugged.ravel()
         return pd.DataFrame(columns)

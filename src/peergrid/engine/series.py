@@ -162,6 +162,17 @@ TIMESERIES_COLUMNS: tuple[str, ...] = tuple(
     s.name for s in SERIES if s.shape == _P and s.timeseries
 )
 
+#: Columns that exist only when the scenario has a feeder.
+NETWORK_COLUMNS: tuple[str, ...] = ("network_charge", "loss_charge")
+
+
+def timeseries_columns(with_network: bool) -> tuple[str, ...]:
+    """The columns of a run's timeseries.parquet (the network ones only on a feeder)."""
+    if with_network:
+        return TIMESERIES_COLUMNS
+    return tuple(c for c in TIMESERIES_COLUMNS if c not in NETWORK_COLUMNS)
+
+
 #: Columns of prices.parquet (after slot_start, retail_price, feed_in_price), in order.
 PRICE_COLUMNS: tuple[str, ...] = tuple(s.name for s in SERIES if s.shape == "slot" and s.timeseries)
 

@@ -381,13 +381,17 @@ def _forecast_block(
         block[f"{label}_rmse_kwh"] = round(e.mean_rmse_kwh, 6)
         block[f"{label}_bias_kwh"] = round(float(np.mean(e.bias_kwh)), 6)
         block[f"community_{label}_rmse_kwh"] = round(e.community_rmse_kwh, 6)
+        participants[f"forecast_{label}_mae_kwh"] = e.mae_kwh
+        participants[f"forecast_{label}_rmse_kwh"] = e.rmse_kwh
+        participants[f"forecast_{label}_bias_kwh"] = e.bias_kwh
         if ref is None:
             skills[label] = 1.0
+            participants[f"forecast_{label}_skill"] = 1.0
         else:
             s = skill(e, error_metrics(ref, actual))
             skills[label] = _round_or_none(s.pooled)
             block[f"community_{label}_skill"] = _round_or_none(s.community)
-        participants[f"forecast_{label}_mae_kwh"] = e.mae_kwh
+            participants[f"forecast_{label}_skill"] = s.per_participant
     block["skill_vs_persistence"] = skills
     summary["forecast"] = block
 

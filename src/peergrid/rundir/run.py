@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from peergrid.engine.result import SimulationResult
-from peergrid.engine.series import TIMESERIES_COLUMNS
+from peergrid.engine.series import timeseries_columns
 from peergrid.rundir.atomic import write_dir_atomically
 from peergrid.scenario.resolve import to_toml
 
@@ -41,7 +41,7 @@ def timeseries_table(result: SimulationResult, t0: int, t1: int) -> pa.Table:
             pa.array(np.tile(np.arange(n_p, dtype=np.int32), t1 - t0)), pa.array(names)
         ),
     }
-    for name in TIMESERIES_COLUMNS:
+    for name in timeseries_columns("network" in result.extra):
         cols[name] = pa.array(result.series(name)[t0:t1].ravel())
     cols["ev_plugged"] = pa.array(result.community.profiles.ev_plugged[t0:t1].ravel())
     return pa.table(cols)
