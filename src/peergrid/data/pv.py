@@ -125,6 +125,8 @@ def pv_generation_kwh(
         dc_kw = pvlib.pvsystem.pvwatts_dc(effective, t_cell, 1.0, GAMMA_PDC_PER_K)
         dc_kw = np.clip(np.asarray(dc_kw, dtype=np.float64) * (1.0 - loss_frac), 0.0, None)
         per_kwp[:, u] = pvlib.inverter.pvwatts(dc_kw, inv_pdc0, inverter_efficiency)
-    out = per_kwp[:, inverse.ravel()]
+    # row-major (T, P): the engine reads one slot's row at a time (fancy indexing along axis 1
+    # would hand back a column-major array, each row's values a page apart)
+    out = np.ascontiguousarray(per_kwp[:, inverse.ravel()])
     out *= kwp[None, :] * grid.dt_h
     return out

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peergrid.assets import battery, ev, thermal
+from peergrid.assets.battery import StorageFlows
 from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray
 from peergrid.ems.base import Dispatch, PhysicalState, SlotInputs
 from peergrid.ems.common import Constants, thermal_terms
@@ -88,11 +89,10 @@ def as_planned(
 ) -> BoolArray:
     """Participants whose actual inputs and measured start state equal the plan's, exactly
     (the outdoor temperature matters only to those with a heat pump or air conditioner)."""
-    same: BoolArray = (
-        (actual.base_demand_kwh == plan.base_demand_kwh)
-        & (actual.pv_kwh == plan.pv_kwh)
-        & (actual.ev_trip_kwh == plan.ev_trip_kwh)
-    )
+    same: BoolArray = actual.base_demand_kwh == plan.base_demand_kwh
+    if not np.count_nonzero(same):
+        return same  # nobody's demand came true (the common case with real forecasts)
+    same &= (actual.pv_kwh == plan.pv_kwh) & (actual.ev_trip_kwh == plan.ev_trip_kwh)
     start = plan.start
     if physical is not start:  # the very state the plan started from: equal by identity
         for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
@@ -141,48 +141,15 @@ def follow_plan(
     free, effect = thermal_terms(c, physical.indoor_temp_c, actual.temp_out_c)
     if c.any_thermal:
         need = thermal.energy_for_setpoint_kwh(free, c.th_near_c, effect, c.th_e_max_kwh)
-        reach = thermal.energy_for_setpoint_kwh(
-            free, c.th_far_c, effect, np.full_like(c.th_e_max_kwh, np.inf)
-        )
-        upper = np.maximum(np.minimum(reach, c.th_e_max_kwh), need)
+        reach = thermal.energy_for_setpoint_kwh(free, c.th_far_c, effect, c.th_e_max_kwh)
+        upper = np.maximum(reach, need)
         e_th = np.minimum(np.maximum(p.thermal_kwh, need), upper)
         temp_next = thermal.next_temperature_c(free, e_th, effect)
     else:
         e_th, temp_next = c.zeros, free
 
     # 3. EV: planned flows within what the actual state allows, the deadline first
-    soc_ev, unserved = ev.apply_trip(physical.ev_soc_kwh, actual.ev_trip_kwh)
-    plugged = actual.ev_plugged
-    ev_power = c.ev_power_kw * plugged
-    min_charge = ev.min_charge_kwh(
-        soc_ev,
-        c.ev_target_kwh,
-        power_kw=ev_power,
-        efficiency_charge=c.ev_eta_c,
-        slots_to_departure=ev_slots_to_departure,
-        dt_h=dt_h,
-    )
-    floor = ev.v2h_floor_kwh(
-        c.ev_target_kwh,
-        c.ev_soc_min_kwh,
-        power_kw=ev_power,
-        efficiency_charge=c.ev_eta_c,
-        slots_to_departure=ev_slots_to_departure,
-        dt_h=dt_h,
-    )
-    car = ev.dispatch(
-        soc_ev,
-        np.maximum(p.ev_charge_kwh, min_charge),
-        np.where(min_charge > 0.0, 0.0, p.ev_discharge_kwh),
-        plugged=plugged,
-        v2h=c.ev_v2h,
-        capacity_kwh=c.ev_capacity_kwh,
-        floor_kwh=floor,
-        power_kw=c.ev_power_kw,
-        efficiency_charge=c.ev_eta_c,
-        efficiency_discharge=c.ev_eta_d,
-        dt_h=dt_h,
-    )
+    car, soc_ev, unserved = _follow_ev(plan, physical, actual, c, ev_slots_to_departure)
 
     # 4. battery: absorb the error against the commitment
     demand = actual.base_demand_kwh + e_th + e_job
@@ -245,6 +212,61 @@ def follow_plan(
         temp_next = np.where(exact, plan.end.indoor_temp_c, temp_next)
     end = PhysicalState(battery_soc_kwh=soc_b, ev_soc_kwh=soc_e, indoor_temp_c=temp_next)
     return Delivered(d, end)
+
+
+def _follow_ev(
+    plan: PlannedSlot,
+    physical: PhysicalState,
+    actual: SlotInputs,
+    c: Constants,
+    ev_slots_to_departure: IntArray,
+) -> tuple[StorageFlows, FloatArray, FloatArray]:
+    """The EVs' flows in delivery, their state after any trip and the unserved trip energy.
+
+    Where every EV starts from the state its plan assumed and the trip came as expected, the
+    planned flows are what the charger does (the plan kept the deadline from that very state);
+    otherwise the planned flows are cut to what the actual state allows, the deadline first."""
+    p = plan.dispatch
+    dt_h = actual.dt_h
+    soc_ev, unserved = ev.apply_trip(physical.ev_soc_kwh, actual.ev_trip_kwh)
+    if np.array_equal(physical.ev_soc_kwh, plan.start.ev_soc_kwh) and np.array_equal(
+        actual.ev_trip_kwh, plan.ev_trip_kwh
+    ):
+        planned = StorageFlows(p.ev_charge_kwh, p.ev_discharge_kwh, plan.end.ev_soc_kwh)
+        return planned, soc_ev, unserved
+    plugged = actual.ev_plugged
+    ev_power = c.ev_power_kw * plugged
+    min_charge = ev.min_charge_kwh(
+        soc_ev,
+        c.ev_target_kwh,
+        power_kw=ev_power,
+        efficiency_charge=c.ev_eta_c,
+        slots_to_departure=ev_slots_to_departure,
+        dt_h=dt_h,
+    )
+    floor = ev.v2h_floor_kwh(
+        c.ev_target_kwh,
+        c.ev_soc_min_kwh,
+        power_kw=ev_power,
+        efficiency_charge=c.ev_eta_c,
+        slots_to_departure=ev_slots_to_departure,
+        dt_h=dt_h,
+    )
+    car = ev.dispatch(
+        soc_ev,
+        np.maximum(p.ev_charge_kwh, min_charge),
+        np.where(min_charge > 0.0, 0.0, p.ev_discharge_kwh),
+        plugged=plugged,
+        v2h=c.ev_v2h,
+        capacity_kwh=c.ev_capacity_kwh,
+        floor_kwh=floor,
+        power_kw=c.ev_power_kw,
+        efficiency_charge=c.ev_eta_c,
+        efficiency_discharge=c.ev_eta_d,
+        dt_h=dt_h,
+    )
+
+    return car, soc_ev, unserved
 
 
 def _pick(where: BoolArray, a: Dispatch, b: Dispatch) -> Dispatch:

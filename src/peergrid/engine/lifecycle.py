@@ -196,15 +196,15 @@ def reanchored(runtime: EmsRuntime[S], clip: Constants | None = None) -> EmsRunt
         offsets.append(getattr(measured, name) - assumed)
     if not any(np.count_nonzero(d) for d in offsets):
         return runtime
-    plan = physical_of(runtime.plan)
-    moved = [
-        np.where(d != 0.0, getattr(plan, name) + d, getattr(plan, name))
-        for name, d in zip(_FIELDS, offsets, strict=True)
-    ]
-    bat, car, temp = moved
+    plan = runtime.plan
+    bat = plan.battery_soc_kwh + offsets[0]
+    car = plan.ev_soc_kwh + offsets[1]
+    temp = plan.indoor_temp_c + offsets[2]
     if clip is not None:
-        bat = np.clip(bat, clip.bat_soc_min_kwh, np.maximum(clip.bat_soc_max_kwh, 0.0))
-        car = np.clip(car, 0.0, clip.ev_capacity_kwh)
+        bat = np.minimum(
+            np.maximum(bat, clip.bat_soc_min_kwh), np.maximum(clip.bat_soc_max_kwh, 0.0)
+        )
+        car = np.minimum(np.maximum(car, 0.0), clip.ev_capacity_kwh)
     drift = PhysicalState(
         *(getattr(runtime.drift, name) + d for name, d in zip(_FIELDS, offsets, strict=True))
     )

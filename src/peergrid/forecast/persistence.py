@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from peergrid.forecast.base import FloatArray, ForecastData, ForecastParams, Issued
-from peergrid.forecast.common import check_request, target_rows, weather_temperature
+from peergrid.forecast.common import check_request, weather_temperature
 
 BoolArray = NDArray[np.bool_]
 
@@ -103,9 +103,9 @@ class Persistence:
         d = self._data
         check_request(d, issue_slot, first_slot, n_slots)
         ig = d.row(issue_slot)
-        rows = target_rows(d, first_slot, n_slots)
+        a = d.row(first_slot)
         demand = np.repeat(d.demand_kwh[ig - 1][None, :], n_slots, axis=0)
-        pv = d.pv_clearsky_kwh[rows] * self._k[ig][None, :]
+        pv = d.pv_clearsky_kwh[a : a + n_slots] * self._k[ig]
         return Issued(
             issue_slot=issue_slot,
             first_slot=first_slot,

@@ -92,8 +92,14 @@ def settle_deviations(
     extra_export = np.maximum(x, 0.0) - np.maximum(r, 0.0)
     if rule in ("retail", "penalty"):
         to_retailer = extra_import * retail_price - extra_export * feed_in_price
-        s = penalty_per_kwh if rule == "penalty" else 0.0
-        spread = s * np.abs(d)
+        if rule == "retail":
+            return DeviationSettlement(
+                cost=to_retailer,
+                retailer_revenue=float(to_retailer.sum()),
+                operator_revenue=0.0,
+                netted_kwh=0.0,
+            )
+        spread = penalty_per_kwh * np.abs(d)
         return DeviationSettlement(
             cost=to_retailer + spread,
             retailer_revenue=float(to_retailer.sum()),

@@ -264,7 +264,8 @@ def settle_slot(
             rule,
             retail_price,
             feed_in_price,
-            reference_price=c.reference_price,
+            # p_ref only prices the netted deviations (computing it costs a pass over the fills)
+            reference_price=c.reference_price if rule == "net-then-causer" else float("nan"),
             penalty_per_kwh=penalty_per_kwh,
         )
         dev_cost, dev_retailer, dev_operator = dev.cost, dev.retailer_revenue, dev.operator_revenue
