@@ -26,6 +26,21 @@ def test_cop_carnot_fraction() -> None:
     np.testing.assert_allclose(got, expected)
 
 
+@pytest.mark.parametrize("with_ac", [True, False])
+def test_cop_at_equals_cop_bit_for_bit(with_ac: bool) -> None:
+    kind = np.array([THERMAL_HEAT_PUMP, THERMAL_AIR_CONDITIONER, 0, THERMAL_HEAT_PUMP])
+    if not with_ac:
+        kind[1] = THERMAL_HEAT_PUMP
+    rated = _a(3.5, 3.0, 1.0, 4.2)
+    cooling = kind == THERMAL_AIR_CONDITIONER
+    for t in np.linspace(-25.0, 45.0, 141):
+        want = thermal.cop(rated, kind, float(t))
+        got = thermal.cop_at(
+            rated, thermal.COP_MAX_FACTOR * rated, cooling if cooling.any() else None, float(t)
+        )
+        assert np.array_equal(got, want)
+
+
 def test_cop_never_below_one() -> None:
     assert thermal.cop(_a(1.5), np.array([THERMAL_HEAT_PUMP]), -60.0)[0] == 1.0
 

@@ -30,6 +30,7 @@ import numpy as np
 from peergrid.assets.params import (
     THERMAL_AIR_CONDITIONER,
     THERMAL_HEAT_PUMP,
+    BoolArray,
     FloatArray,
     IntArray,
 )
@@ -63,6 +64,19 @@ def cop(cop_rated: FloatArray, kind: IntArray, temp_out_c: float) -> FloatArray:
         cop_factor_heating(temp_out_c),
     )
     return np.minimum(np.maximum(cop_rated * factor, COP_MIN), COP_MAX_FACTOR * cop_rated)
+
+
+def cop_at(
+    cop_rated: FloatArray, cop_max: FloatArray, cooling: BoolArray | None, temp_out_c: float
+) -> FloatArray:
+    """`cop` with the per-asset terms computed once per run: `cop_max` = COP_MAX_FACTOR·rated,
+    `cooling` the mask of air conditioners (None where there are none) [-]. Equal to `cop`
+    bit for bit."""
+    heating = cop_factor_heating(temp_out_c)
+    factor = (
+        heating if cooling is None else np.where(cooling, cop_factor_cooling(temp_out_c), heating)
+    )
+    return np.minimum(np.maximum(cop_rated * factor, COP_MIN), cop_max)
 
 
 def heat_sign(kind: IntArray) -> FloatArray:

@@ -18,7 +18,13 @@ import numpy as np
 from pydantic import Field
 
 from peergrid.assets import ev, shiftable, thermal
-from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray
+from peergrid.assets.params import (
+    THERMAL_AIR_CONDITIONER,
+    AssetParams,
+    BoolArray,
+    FloatArray,
+    IntArray,
+)
 from peergrid.ems.base import Dispatch, EmsParams, Forecast, PhysicalState, SlotInputs
 from peergrid.ems.bidding import BiddingParams, BidFactors, limit_prices
 
@@ -87,6 +93,8 @@ class Constants:
     # thermal
     th_kind: IntArray
     th_cop_rated: FloatArray  # 1 where there is no thermal asset
+    th_cop_max: FloatArray  # thermal.COP_MAX_FACTOR · th_cop_rated
+    th_cooling: BoolArray | None  # air conditioners; None when there are none
     th_decay: FloatArray
     th_one_minus_decay: FloatArray
     th_signed_gain: FloatArray  # ±g [K/kWh]; 1 without a thermal asset (whose e_max is 0)
@@ -123,6 +131,8 @@ def build_constants(assets: AssetParams, dt_h: float, comfort_margin_k: float) -
     lower = th.t_min_c + margin
     upper = th.t_max_c - margin
     heating = sign > 0.0
+    cop_rated = np.where(valid_th, th.cop, 1.0).astype(f)
+    cooling: BoolArray = np.asarray(th.kind == THERMAL_AIR_CONDITIONER, dtype=np.bool_)
 
     order = np.argsort(jobs.earliest_start, kind="stable").astype(np.int64)
     latest = shiftable.latest_start_slot(jobs.earliest_start, jobs.latest_end, jobs.duration_slots)
@@ -153,7 +163,9 @@ def build_constants(assets: AssetParams, dt_h: float, comfort_margin_k: float) -
             e.soc_min_kwh, ev.reachable_target_kwh(e.target_kwh, e.capacity_kwh)
         ),
         th_kind=np.asarray(th.kind, dtype=np.int64),
-        th_cop_rated=np.where(valid_th, th.cop, 1.0).astype(f),
+        th_cop_rated=cop_rated,
+        th_cop_max=thermal.COP_MAX_FACTOR * cop_rated,
+        th_cooling=cooling if cooling.any() else None,
         th_decay=decay,
         th_one_minus_decay=1.0 - decay,
         # 1 K/kWh where there is no thermal asset: no division by zero, and with
@@ -410,7 +422,9 @@ def thermal_terms(
     free = c.th_decay * temp_c + c.th_one_minus_decay * temp_out_c
     if not c.any_thermal:
         return free, c.zeros
-    return free, c.th_signed_gain * thermal.cop(c.th_cop_rated, c.th_kind, temp_out_c)
+    return free, c.th_signed_gain * thermal.cop_at(
+        c.th_cop_rated, c.th_cop_max, c.th_cooling, temp_out_c
+    )
 
 
 def thermostat(

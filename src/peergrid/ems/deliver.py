@@ -92,7 +92,8 @@ def as_planned(
     same: BoolArray = actual.base_demand_kwh == plan.base_demand_kwh
     if not np.count_nonzero(same):
         return same  # nobody's demand came true (the common case with real forecasts)
-    same &= (actual.pv_kwh == plan.pv_kwh) & (actual.ev_trip_kwh == plan.ev_trip_kwh)
+    same &= actual.pv_kwh == plan.pv_kwh
+    same &= actual.ev_trip_kwh == plan.ev_trip_kwh
     start = plan.start
     if physical is not start:  # the very state the plan started from: equal by identity
         for name in ("battery_soc_kwh", "ev_soc_kwh", "indoor_temp_c"):
