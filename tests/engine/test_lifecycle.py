@@ -158,11 +158,25 @@ def test_intraday_phase_order_and_inputs(monkeypatch: pytest.MonkeyPatch) -> Non
     n_t = s.community.grid.n_slots
     assert events[-2:] == [("deliver", n_t - 1, n_t - 1), ("settle",)]
     assert sum(e[0] == "bid" for e in events) == n_t
-    # every forecast was issued at the gate and covers the slot plus the EMS look-ahead
-    horizon = 24  # self-consumption looks 24 h ahead, 60-minute slots
+    # every forecast was issued at the gate; self-consumption reads no demand or PV beyond
+    # the slot it decides (its look-ahead is the plug-in schedule), so only the slot is asked
+    assert len(noisy.log) == n_t
     for g, first, n in noisy.log:
         assert first == g + 2
-        assert n == min(n_t - first, horizon)
+        assert n == 1
+
+
+@pytest.mark.parametrize("ems", ["self-consumption", "price-aware"])
+def test_forecast_rows_follow_what_the_policy_reads(ems: str) -> None:
+    s = _setup(small_scenario(n=3, slot_minutes=60))
+    noisy = NoisyForecaster(s.community.profiles)
+    _run(s, gate="intraday 2", forecaster=noisy, ems=ems)
+    n_t = s.community.grid.n_slots
+    horizon = 24  # both policies look 24 h ahead on 60-minute slots
+    reads = ems == "price-aware"
+    assert [n for _, _, n in noisy.log] == [
+        min(n_t - first, horizon) if reads else 1 for _, first, _ in noisy.log
+    ]
 
 
 def test_day_ahead_phase_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,9 +60,11 @@ class Forecast:
     the tariff, and the network operator's limits where it sets any.
 
     Attributes:
-        base_demand_kwh: expected inflexible consumption, (H, P) [kWh].
-        pv_kwh: expected PV generation, (H, P) [kWh].
-        temp_out_c: expected outdoor temperature, (H,) [°C].
+        base_demand_kwh: expected inflexible consumption, (H', P) [kWh]; H' = H for a
+            policy that `reads_energy_forecast`, else it may cover only the slots being
+            planned (at least row 0).
+        pv_kwh: expected PV generation, (H', P) [kWh].
+        temp_out_c: expected outdoor temperature, (H',) [°C].
         ev_plugged: EV plugged in at home, (H, P).
         retail_price, feed_in_price: the tariff, (H,) [currency/kWh].
         export_limit_kwh, import_limit_kwh: the operator's limits at each connection point,
@@ -169,6 +171,10 @@ class EmsPolicy(Protocol[S]):
     #: True if decisions depend on past market outcomes; the engine then simulates the
     #: no-P2P baseline in a second pass instead of reusing the dispatch.
     observes_market: ClassVar[bool]
+    #: True if decisions read the forecast demand, PV and temperature of slots after the one
+    #: being decided; False if the look-ahead reads only the plug-in schedule and the tariff,
+    #: so the engine asks the forecaster only for the slots being planned.
+    reads_energy_forecast: ClassVar[bool]
     #: How many hours of forecast the policy wants (e.g. 24); the engine passes at least 1 slot.
     horizon_h: float
 

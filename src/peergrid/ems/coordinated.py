@@ -275,6 +275,7 @@ class Coordinated:
     )
     Params: ClassVar[type[EmsParams]] = CoordinatedParams
     observes_market: ClassVar[bool] = False
+    reads_energy_forecast: ClassVar[bool] = True
 
     def __init__(
         self,

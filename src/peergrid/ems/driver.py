@@ -34,6 +34,12 @@ def horizon_slots(policy: EmsPolicy[Any], dt_h: float) -> int:
     return max(1, round(policy.horizon_h / dt_h))
 
 
+def energy_forecast_slots(policy: EmsPolicy[Any], dt_h: float) -> int:
+    """Rows of demand, PV and temperature forecast the policy reads from the slot it decides
+    on [slots]: its horizon if it `reads_energy_forecast`, else 1."""
+    return horizon_slots(policy, dt_h) if policy.reads_energy_forecast else 1
+
+
 def run_policy(
     policy: EmsPolicy[Any],
     assets: AssetParams,

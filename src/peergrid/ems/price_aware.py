@@ -450,6 +450,7 @@ class PriceAware:
     )
     Params: ClassVar[type[EmsParams]] = PriceAwareParams
     observes_market: ClassVar[bool] = False
+    reads_energy_forecast: ClassVar[bool] = True
 
     def __init__(
         self, params: PriceAwareParams, n_participants: int, rng: np.random.Generator

@@ -95,6 +95,7 @@ class SelfConsumption:
     )
     Params: ClassVar[type[EmsParams]] = SelfConsumptionParams
     observes_market: ClassVar[bool] = False
+    reads_energy_forecast: ClassVar[bool] = False
 
     def __init__(
         self, params: SelfConsumptionParams, n_participants: int, rng: np.random.Generator

@@ -124,6 +124,7 @@ class Stackelberg:
     )
     Params: ClassVar[type[EmsParams]] = StackelbergParams
     observes_market: ClassVar[bool] = False
+    reads_energy_forecast: ClassVar[bool] = True
 
     def __init__(
         self, params: StackelbergParams, n_participants: int, rng: np.random.Generator

@@ -90,15 +90,21 @@ class ForecastFeed:
     def n_slots(self) -> int:
         return int(self.profiles.base_demand_kwh.shape[0])
 
-    def window(self, gate_slot: int, first: int, n_rows: int) -> Forecast:
-        """What is known at `gate_slot` about slots [first, first + n_rows)."""
+    def window(
+        self, gate_slot: int, first: int, n_rows: int, energy_rows: int | None = None
+    ) -> Forecast:
+        """What is known at `gate_slot` about slots [first, first + n_rows); demand, PV and
+        temperature only for the first `energy_rows` of them (all by default) — a policy that
+        does not read them ahead (`EmsPolicy.reads_energy_forecast`) is not given them."""
         end = first + n_rows
+        n_energy = n_rows if energy_rows is None else max(1, min(energy_rows, n_rows))
         p = self.profiles
         if self.forecaster is None:
-            demand, pv, temp = p.base_demand_kwh[first:end], p.pv_kwh[first:end], p.temp_out_c
-            temp = temp[first:end]
+            e_end = first + n_energy
+            demand, pv = p.base_demand_kwh[first:e_end], p.pv_kwh[first:e_end]
+            temp = p.temp_out_c[first:e_end]
         else:
-            issued = self.forecaster.issue(gate_slot, first, n_rows)
+            issued = self.forecaster.issue(gate_slot, first, n_energy)
             demand, pv, temp = issued.demand_kwh, issued.pv_kwh, issued.temp_out_c
         exp, imp = self.export_limit_kwh, self.import_limit_kwh
         return Forecast(

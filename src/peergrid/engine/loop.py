@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from peergrid.assets.params import THERMAL_NONE, AssetParams
 from peergrid.ems.base import EmsPolicy, EmsState, physical_of
 from peergrid.ems.common import build_constants
+from peergrid.ems.driver import energy_forecast_slots, horizon_slots
 from peergrid.engine.feed import ForecastFeed
 from peergrid.engine.lifecycle import (
     Cleared,
@@ -132,10 +133,6 @@ class Recorded:
     curtailed_kwh: FloatArray
 
 
-def _horizon_slots(policy: EmsPolicy[Any], dt_h: float) -> int:
-    return max(1, round(policy.horizon_h / dt_h))
-
-
 def run_lifecycle(
     feed: ForecastFeed,
     assets: AssetParams,
@@ -152,7 +149,8 @@ def run_lifecycle(
     """Simulate every slot through the lifecycle (module docstring)."""
     n_t, n_p = feed.profiles.base_demand_kwh.shape
     dt_h = feed.dt_h
-    horizon = _horizon_slots(policy, dt_h)
+    horizon = horizon_slots(policy, dt_h)
+    energy = energy_forecast_slots(policy, dt_h)
     series = {s.name: np.zeros((n_t, n_p)) for s in RECORDED}
     market = {s.name: np.full(n_t, np.nan) for s in MARKET}
     order = ("dispatch", "settlement", "end", "plan", "commitment")
@@ -174,7 +172,7 @@ def run_lifecycle(
                 first_slot=a,
                 n_slots=n,
                 dt_h=dt_h,
-                forecast=feed.window(int(gate_slot[gi]), a, rows),
+                forecast=feed.window(int(gate_slot[gi]), a, rows, n + energy - 1),
                 horizon_slots=horizon,
                 ev_returns=feed.returns[a : a + rows],
                 ev_trip_kwh=feed.trips(a, rows),
@@ -245,7 +243,8 @@ def run_realtime(
     `record` names the dispatch and end-state series to keep (default: all of them)."""
     n_t, n_p = feed.profiles.base_demand_kwh.shape
     dt_h = feed.dt_h
-    horizon = _horizon_slots(policy, dt_h)
+    horizon = horizon_slots(policy, dt_h)
+    energy = energy_forecast_slots(policy, dt_h)
     names = [
         s
         for s in RECORDED
@@ -256,7 +255,7 @@ def run_realtime(
     state: Any = policy.init_state(assets)
     for t in range(n_t):
         inputs = feed.actual(t)
-        window = feed.window(t, t, min(horizon, n_t - t))
+        window = feed.window(t, t, min(horizon, n_t - t), energy)
         exp, imp = feed.limits(t)
         state, d = step_realtime(policy, state, inputs, window, assets, exp, imp)
         end = physical_of(state)

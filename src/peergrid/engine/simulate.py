@@ -23,7 +23,7 @@ import numpy as np
 
 from peergrid.data.weather import weather_site
 from peergrid.ems.base import EmsPolicy, PlansWithNetwork, ReportsDiagnostics
-from peergrid.ems.driver import horizon_slots
+from peergrid.ems.driver import energy_forecast_slots
 from peergrid.ems.registry import make_policy
 from peergrid.engine.community import Community, build_community
 from peergrid.engine.feed import ForecastFeed
@@ -127,7 +127,8 @@ def _prepare_forecaster(
     """Let the forecaster compute up front what the run will ask of it: an issue at every
     gate for the slots it closes and the look-ahead of `run_h` slots from the last of them
     (`run_lifecycle`), and the baseline's issue at every slot for `baseline_h` slots
-    (`run_realtime`)."""
+    (`run_realtime`); the look-aheads are the rows of demand and PV each policy reads
+    (`energy_forecast_slots`)."""
     reach = int(np.max(gates.stop_slot - gates.gate_slot)) + run_h - 1 if gates.n_gates else 0
     slots = np.concatenate([gates.gate_slot, np.arange(n_slots, dtype=np.int64)])
     forecaster.prepare(slots, max(reach, baseline_h))
@@ -192,7 +193,9 @@ def simulate(
         grid, parse_gate_closure(str(resolved.market.gate_closure), grid.slot_minutes)
     )
     if isinstance(forecaster, PreparesIssues):
-        run_h, own_h = (horizon_slots(policy_named(e), grid.dt_h) for e in (run_ems, own_ems))
+        run_h, own_h = (
+            energy_forecast_slots(policy_named(e), grid.dt_h) for e in (run_ems, own_ems)
+        )
         _prepare_forecaster(forecaster, gates, grid.n_slots, run_h, own_h)
     feed = ForecastFeed.build(
         community.profiles, community.retail_price, community.feed_in_price, grid.dt_h, forecaster
