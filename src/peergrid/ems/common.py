@@ -17,7 +17,8 @@ from typing import Self
 import numpy as np
 from pydantic import Field
 
-from peergrid.assets import ev, shiftable, thermal
+from peergrid.assets import battery, ev, shiftable, thermal
+from peergrid.assets.battery import StorageFlows
 from peergrid.assets.params import (
     THERMAL_AIR_CONDITIONER,
     AssetParams,
@@ -408,6 +409,45 @@ def ev_arrival(
     departure_slot = departure_slot.copy()
     departure_slot[renewed] = t + np.maximum(n_slots, 1)
     return soc_kwh, unserved, departure_slot, renewed
+
+
+# --------------------------------------------------------------------------------------------
+# Storage within the run's limits
+
+
+def home_battery_dispatch(
+    c: Constants,
+    soc_kwh: FloatArray,
+    charge_request_kwh: FloatArray,
+    discharge_request_kwh: FloatArray,
+) -> StorageFlows:
+    """`battery.dispatch` of every home battery within its limits (the run's constants)."""
+    return battery.dispatch(
+        soc_kwh,
+        charge_request_kwh,
+        discharge_request_kwh,
+        soc_min_kwh=c.bat_soc_min_kwh,
+        soc_max_kwh=c.bat_soc_max_kwh,
+        power_kw=c.bat_power_kw,
+        efficiency_charge=c.bat_eta_c,
+        efficiency_discharge=c.bat_eta_d,
+        dt_h=c.dt_h,
+    )
+
+
+def ev_v2h_floor_kwh(
+    c: Constants, power_kw: FloatArray, slots_to_departure: IntArray
+) -> FloatArray:
+    """`ev.v2h_floor_kwh` of every EV (the run's constants); `power_kw` is 0 where the EV is
+    not plugged in."""
+    return ev.v2h_floor_kwh(
+        c.ev_target_kwh,
+        c.ev_soc_min_kwh,
+        power_kw=power_kw,
+        efficiency_charge=c.ev_eta_c,
+        slots_to_departure=slots_to_departure,
+        dt_h=c.dt_h,
+    )
 
 
 # --------------------------------------------------------------------------------------------

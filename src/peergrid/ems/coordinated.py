@@ -45,14 +45,21 @@ from typing import ClassVar, Literal, Self
 import numpy as np
 from pydantic import Field, model_validator
 
-from peergrid.assets import battery, ev, shiftable, thermal
+from peergrid.assets import ev, shiftable, thermal
 from peergrid.assets.params import AssetParams, FloatArray, IntArray
 from peergrid.coordination.network import NetworkConstraints
 from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
 from peergrid.coordination.rolling import block_starts
 from peergrid.coordination.schedule import schedule
 from peergrid.ems.base import Dispatch, EmsParams, Forecast, PhysicalState, SlotInputs
-from peergrid.ems.common import Constants, build_constants, ev_arrival, thermal_terms
+from peergrid.ems.common import (
+    Constants,
+    build_constants,
+    ev_arrival,
+    ev_v2h_floor_kwh,
+    home_battery_dispatch,
+    thermal_terms,
+)
 
 _TINY_KWH = 1e-9  # requests below this are solver noise [kWh]
 
@@ -406,16 +413,11 @@ class Coordinated:
 
         # battery: towards the planned state of charge
         delta = plan.battery_soc_kwh[r + 1] - state.battery_soc_kwh
-        bat = battery.dispatch(
+        bat = home_battery_dispatch(
+            c,
             state.battery_soc_kwh,
             _clean(np.maximum(delta, 0.0) / c.bat_eta_c),
             _clean(np.maximum(-delta, 0.0) * c.bat_eta_d),
-            soc_min_kwh=c.bat_soc_min_kwh,
-            soc_max_kwh=c.bat_soc_max_kwh,
-            power_kw=c.bat_power_kw,
-            efficiency_charge=c.bat_eta_c,
-            efficiency_discharge=c.bat_eta_d,
-            dt_h=dt_h,
         )
 
         # EV: towards the planned state, never below the deadline minimum or the v2h floor
@@ -435,14 +437,7 @@ class Coordinated:
         discharge_req = np.where(
             min_charge > 0.0, 0.0, _clean(np.maximum(-delta, 0.0) * c.ev_eta_d)
         )
-        floor = ev.v2h_floor_kwh(
-            c.ev_target_kwh,
-            c.ev_soc_min_kwh,
-            power_kw=ev_power,
-            efficiency_charge=c.ev_eta_c,
-            slots_to_departure=slots_left,
-            dt_h=dt_h,
-        )
+        floor = ev_v2h_floor_kwh(c, ev_power, slots_left)
         car = ev.dispatch(
             soc_ev,
             charge_req,

@@ -29,11 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peergrid.assets import battery, ev, thermal
+from peergrid.assets import ev, thermal
 from peergrid.assets.battery import StorageFlows
 from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray
 from peergrid.ems.base import Dispatch, PhysicalState, SlotInputs
-from peergrid.ems.common import Constants, thermal_terms
+from peergrid.ems.common import (
+    Constants,
+    ev_v2h_floor_kwh,
+    home_battery_dispatch,
+    thermal_terms,
+)
 from peergrid.ems.envelope import enforce_envelope
 
 
@@ -164,16 +169,11 @@ def follow_plan(
     )
     error = before - committed_net_kwh
     want = p.battery_charge_kwh - p.battery_discharge_kwh + error
-    bat = battery.dispatch(
+    bat = home_battery_dispatch(
+        c,
         physical.battery_soc_kwh,
         np.maximum(want, 0.0),
         np.maximum(-want, 0.0),
-        soc_min_kwh=c.bat_soc_min_kwh,
-        soc_max_kwh=c.bat_soc_max_kwh,
-        power_kw=c.bat_power_kw,
-        efficiency_charge=c.bat_eta_c,
-        efficiency_discharge=c.bat_eta_d,
-        dt_h=dt_h,
     )
 
     d = Dispatch(
@@ -245,14 +245,7 @@ def _follow_ev(
         slots_to_departure=ev_slots_to_departure,
         dt_h=dt_h,
     )
-    floor = ev.v2h_floor_kwh(
-        c.ev_target_kwh,
-        c.ev_soc_min_kwh,
-        power_kw=ev_power,
-        efficiency_charge=c.ev_eta_c,
-        slots_to_departure=ev_slots_to_departure,
-        dt_h=dt_h,
-    )
+    floor = ev_v2h_floor_kwh(c, ev_power, ev_slots_to_departure)
     car = ev.dispatch(
         soc_ev,
         np.maximum(p.ev_charge_kwh, min_charge),

@@ -67,6 +67,8 @@ from peergrid.ems.common import (
     PolicyState,
     constants_for,
     ev_arrival,
+    ev_v2h_floor_kwh,
+    home_battery_dispatch,
     initial_state,
     limit_prices_for,
     make_dispatch,
@@ -587,16 +589,11 @@ class PriceAware:
                 grid = (c.bat_soc_min_kwh + refill_to / c.bat_eta_d - soc) / c.bat_eta_c
                 charge_request = np.maximum(surplus, grid * (refill_to > 0.0))
                 discharge_request = discharge_request * (charge_request <= 0.0)
-        bat = battery.dispatch(
+        bat = home_battery_dispatch(
+            c,
             soc,
             charge_request,
             discharge_request,
-            soc_min_kwh=c.bat_soc_min_kwh,
-            soc_max_kwh=c.bat_soc_max_kwh,
-            power_kw=c.bat_power_kw,
-            efficiency_charge=c.bat_eta_c,
-            efficiency_discharge=c.bat_eta_d,
-            dt_h=dt_h,
         )
 
         ev_charge, ev_discharge = ev_request, c.zeros
@@ -619,14 +616,7 @@ class PriceAware:
                 worth = v2h_on & (retail * c.ev_eta_rt > cap)
                 any_worth = bool(np.count_nonzero(worth))
                 if any_worth:
-                    floor = ev.v2h_floor_kwh(
-                        c.ev_target_kwh,
-                        c.ev_soc_min_kwh,
-                        power_kw=ev_power,
-                        efficiency_charge=c.ev_eta_c,
-                        slots_to_departure=slots_left,
-                        dt_h=dt_h,
-                    )
+                    floor = ev_v2h_floor_kwh(c, ev_power, slots_left)
                     row = np.minimum(t - session_start, refill_kwh.shape[0] - 1)
                     refill_floor = c.ev_target_kwh - c.ev_eta_c * refill_kwh[row, c.cols]
                     floor = np.maximum(floor, np.where(worth, refill_floor, c.ev_target_kwh))

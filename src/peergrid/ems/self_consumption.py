@@ -39,6 +39,8 @@ from peergrid.ems.common import (
     PolicyState,
     constants_for,
     ev_arrival,
+    ev_v2h_floor_kwh,
+    home_battery_dispatch,
     initial_state,
     limit_prices_for,
     make_dispatch,
@@ -147,16 +149,11 @@ class SelfConsumption:
         ev_request = np.where(c.ev_v2h, min_charge, to_target) if any_v2h else to_target
 
         net = pv - demand - ev_request
-        bat = battery.dispatch(
+        bat = home_battery_dispatch(
+            c,
             state.battery_soc_kwh,
             np.maximum(net, 0.0),
             np.maximum(-net, 0.0),
-            soc_min_kwh=c.bat_soc_min_kwh,
-            soc_max_kwh=c.bat_soc_max_kwh,
-            power_kw=c.bat_power_kw,
-            efficiency_charge=c.bat_eta_c,
-            efficiency_discharge=c.bat_eta_d,
-            dt_h=dt_h,
         )
 
         # the request is feasible by construction (<= P·Δt, <= the target <= capacity)
@@ -171,14 +168,7 @@ class SelfConsumption:
                 ev_charge = ev_request + np.minimum(extra, np.maximum(room - ev_request, 0.0))
             cover = np.maximum(-residual, 0.0) * (v2h_on & (ev_request <= 0.0))
             if np.count_nonzero(cover):  # deficit left: from the v2h EV, down to its floor
-                floor = ev.v2h_floor_kwh(
-                    c.ev_target_kwh,
-                    c.ev_soc_min_kwh,
-                    power_kw=ev_power,
-                    efficiency_charge=c.ev_eta_c,
-                    slots_to_departure=slots_left,
-                    dt_h=dt_h,
-                )
+                floor = ev_v2h_floor_kwh(c, ev_power, slots_left)
                 limit = battery.discharge_limit_kwh(
                     soc_ev, floor, ev_power * v2h_on, c.ev_eta_d, dt_h
                 )
