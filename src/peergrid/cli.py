@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -156,26 +158,38 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         not args.quiet
         and scenario.time.days * 24 * 60 / scenario.time.slot_minutes >= LONG_RUN_SLOTS
     )
-    if show_progress:
-        with Progress(
-            TextColumn("[bold]simulating"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("slots", total=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.ledger-", dir=out.parent))
+    ledger = None if args.no_ledger else staging / "ledger.sqlite"
+    try:
+        if show_progress:
+            with Progress(
+                TextColumn("[bold]simulating"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("slots", total=1)
 
-            def on_progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+                def on_progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
 
+                result = simulate(
+                    scenario,
+                    market=args.market,
+                    forecast=args.forecast,
+                    on_progress=on_progress,
+                    ledger_path=ledger,
+                )
+        else:
             result = simulate(
-                scenario, market=args.market, forecast=args.forecast, on_progress=on_progress
+                scenario, market=args.market, forecast=args.forecast, ledger_path=ledger
             )
-    else:
-        result = simulate(scenario, market=args.market, forecast=args.forecast)
-    path = write_run(result, out)
+        path = write_run(result, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if not args.quiet:
         console.print(_kpi_table(result.summary))
     console.print(f"run directory: {path}")
@@ -387,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", help="run directory (default: out/<scenario>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no KPI table")
+    run.add_argument(
+        "--no-ledger",
+        action="store_true",
+        help="skip the ledger (signed orders, Merkle tree, postings): faster design sweeps",
+    )
     run.set_defaults(func=cmd_run)
 
     cmp_ = sub.add_parser("compare", help="run one scenario under several market designs")
@@ -427,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("forecasters", help="list forecasters").set_defaults(func=cmd_forecasters)
     sub.add_parser("weather", help="list offline weather sources").set_defaults(func=cmd_weather)
     sub.add_parser("feeders", help="list built-in LV feeders").set_defaults(func=cmd_feeders)
+    from peergrid.cli_ledger import add_parser as add_ledger_parser
+
+    add_ledger_parser(sub)
     return parser
 
 

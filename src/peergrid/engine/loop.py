@@ -9,9 +9,9 @@ participants; nothing in the loop touches pandas.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,15 +39,38 @@ from peergrid.markets.base import (
     MarketContext,
     Mechanism,
     NetworkView,
+    OrderBook,
 )
 from peergrid.markets.gate import GateSchedule
 from peergrid.settlement.deviation import DeviationRule
+from peergrid.settlement.slot import SlotSettlement
 
 FloatArray = NDArray[np.float64]
 ProgressFn = Callable[[int, int], None]
 
 #: The buyer or seller index of a trade with the community pool.
 POOL = -1
+
+
+class Journal(Protocol):
+    """What a run reports phase by phase, in lifecycle order (the run's ledger,
+    `engine.ledger.RunLedger`)."""
+
+    def gate(self, gate_slot: int, first_slot: int, books: Sequence[OrderBook]) -> None:
+        """A gate closed: the books of the slots it closes, from `first_slot` on."""
+
+    def cleared(self, slot: int, cl: Cleared) -> None:
+        """A slot cleared."""
+
+    def delivered(
+        self,
+        slot: int,
+        metered_net_kwh: FloatArray,
+        st: SlotSettlement,
+        retail_price: float,
+        feed_in_price: float,
+    ) -> None:
+        """A slot delivered, metered and settled."""
 
 
 @dataclass(eq=False)
@@ -145,8 +168,10 @@ def run_lifecycle(
     penalty_per_kwh: float = 0.0,
     on_progress: ProgressFn | None = None,
     progress_every: int = 512,
+    journal: Journal | None = None,
 ) -> Recorded:
-    """Simulate every slot through the lifecycle (module docstring)."""
+    """Simulate every slot through the lifecycle (module docstring); `journal` hears every
+    phase's result in order."""
     n_t, n_p = feed.profiles.base_demand_kwh.shape
     dt_h = feed.dt_h
     horizon = horizon_slots(policy, dt_h)
@@ -178,6 +203,8 @@ def run_lifecycle(
                 ev_trip_kwh=feed.trips(a, rows),
             )
             runtime, bids = bid(policy, runtime, gate, assets, clip=c)
+            if journal is not None:
+                journal.gate(int(gate_slot[gi]), a, bids.books)
             for k in range(n):
                 s = a + k
                 ctx = MarketContext(
@@ -190,6 +217,8 @@ def run_lifecycle(
                 position = bids.plans[k].dispatch.net_kwh
                 cl = clear(mechanism, bids.books[k], ctx, n_p, position)
                 cleared[s] = cl
+                if journal is not None:
+                    journal.cleared(s, cl)
                 if mechanism is not None and cl.book.n_orders:
                     res = cl.result
                     market["clearing_price"][s] = res.clearing_price
@@ -218,6 +247,8 @@ def run_lifecycle(
         st = settle(
             cl.commitment, dl, float(retail[t]), float(feed_in[t]), deviation_rule, penalty_per_kwh
         )
+        if journal is not None:
+            journal.delivered(t, dl.dispatch.net_kwh, st, float(retail[t]), float(feed_in[t]))
         market["retailer_revenue"][t] = st.retailer_revenue
         market["operator_revenue"][t] = st.operator_revenue
         sources = (dl.dispatch, st, dl.end, plan, cl.commitment)

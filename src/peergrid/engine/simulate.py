@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,13 +158,15 @@ def simulate(
     on_progress: ProgressFn | None = None,
     community: Community | None = None,
     twin: bool = True,
+    ledger_path: str | Path | None = None,
 ) -> SimulationResult:
     """Simulate a scenario under its market (or `market`) and forecaster (or `forecast`),
     against the no-P2P baseline and, unless `twin` is False or the forecasts are perfect,
     against its perfect-foresight twin.
 
     `community` reuses the arrays of an earlier run of the same scenario (as `compare` does), so
-    that designs are compared on identical data.
+    that designs are compared on identical data. `ledger_path`: write the run's ledger there
+    (a new SQLite file, `engine.ledger`); the run directory's writer moves it in.
     """
     t0 = time.perf_counter()
     resolved = resolve_full(scenario, market, forecast)
@@ -237,6 +240,13 @@ def simulate(
             policy = policy.with_network(constraints)
     t_build = time.perf_counter()
     rules = resolved.settlement
+    journal = None
+    if ledger_path is not None:
+        from peergrid.engine.ledger import RunLedger
+
+        journal = RunLedger.create(
+            ledger_path, community, resolved.market.mechanism, rules.deviation_rule
+        )
     recorded = run_lifecycle(
         feed,
         community.assets,
@@ -247,6 +257,7 @@ def simulate(
         deviation_rule=rules.deviation_rule,
         penalty_per_kwh=rules.penalty_per_kwh,
         on_progress=on_progress,
+        journal=journal,
     )
     t_run = time.perf_counter()
     if forecaster is None and not imposed and not policy.observes_market:
@@ -303,6 +314,24 @@ def simulate(
                 "worst_coalition": [community.names[i] for i in sorted(check.worst_coalition)],
             }
         )
+    from peergrid.engine.ledger import public_keys_hex
+
+    participants["public_key"] = public_keys_hex(resolved.seed, n)
+    if journal is not None:
+        net_slot = loss_slot = None
+        if network_out is not None:
+            net_slot, loss_slot = network_out.network_charge_slot, network_out.loss_charge_slot
+        adjustment = None
+        if period_cost is not None:
+            adjustment = participants["period_adjustment"].to_numpy()
+        info = journal.finish(net_slot, loss_slot, adjustment, resolved.market.mechanism)
+        scale = 10.0 ** info.pop("minor_exponent")
+        ledger_bill = np.asarray(info.pop("bill_minor"), dtype=np.float64) / scale
+        participants["ledger_bill"] = ledger_bill
+        info["max_bill_difference"] = float(
+            np.max(np.abs(ledger_bill - participants["bill"].to_numpy()), initial=0.0)
+        )
+        summary["ledger"] = info
     t_done = time.perf_counter()
     if forecaster is None:
         twin_bill = participants["bill"].to_numpy()
@@ -348,7 +377,10 @@ def simulate(
         baseline=baseline,
         summary=summary,
         participants=participants,
-        extra={} if network_out is None else {"network": network_out},
+        extra={
+            **({} if network_out is None else {"network": network_out}),
+            **({} if ledger_path is None else {"ledger_path": Path(ledger_path)}),
+        },
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,10 @@ def _network_report(result: SimulationResult) -> Any:
     )
 
 
+#: The run's ledger in the run directory.
+LEDGER_FILE = "ledger.sqlite"
+
+
 def write_run_files(result: SimulationResult, d: Path) -> None:
     """Write every file of the run directory into the existing folder `d`."""
     n_t = result.community.grid.n_slots
@@ -138,6 +143,10 @@ def write_run_files(result: SimulationResult, d: Path) -> None:
             network_json(network.setup, list(result.community.names)), "utf-8"
         )
     result.prices.to_parquet(d / "prices.parquet", index=False)
+    ledger = result.extra.get("ledger_path")
+    if ledger is not None and Path(ledger).exists():
+        # the run wrote its ledger beside the output; it moves in with the rest
+        shutil.move(str(ledger), d / LEDGER_FILE)
     result.participants.to_csv(d / "participants.csv", index=False, float_format="%.6f")
     header = (
         "# Resolved by peergrid: every default explicit, groups expanded.\n"

@@ -1,0 +1,250 @@
+"""A run's ledger: the lifecycle phases, as the simulator calls them, appended in order.
+
+`RunLedger` is the `engine.loop.Journal` a run writes through. At each gate closure every
+participant's EMS signs its orders of the gate (one message per participant, its
+simulation-only key, `ledger.keys`) and the ledger verifies them on append; each cleared slot
+adds its CLEARING (the book, fills, trades, commitments); each delivered slot its METER readings
+and its SETTLEMENT (deviations, float costs and integer postings), then the operator signs the
+tree head. After the run, `finish` posts what is settled later: the network operator's charges
+per local day and an end-of-period settlement (bill sharing, allocation rules).
+
+Money flows per entry (`ledger.postings`): each participant pays its slot cost (receives when
+negative), the retailer receives its revenue, the market operator its surplus and penalty
+spreads; the daily charge goes to the retailer on each local day's first slot; network and loss
+charges to the network operator; a period settlement's adjustments to the community pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from peergrid.engine.community import Community
+from peergrid.engine.lifecycle import Cleared
+from peergrid.ledger import encoding as enc
+from peergrid.ledger.keys import operator_key, participant_keys, public_bytes
+from peergrid.ledger.log import Ledger, ledger_id_for
+from peergrid.ledger.postings import Accrual
+from peergrid.markets.base import OrderBook
+from peergrid.settlement.slot import SlotSettlement
+
+FloatArray = NDArray[np.float64]
+
+#: Minor units per currency unit as a power of ten (ISO 4217 exponents of the usual ones).
+_EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+
+
+def minor_exponent(currency: str) -> int:
+    """The ISO 4217 minor-unit exponent of a currency code (2 unless known otherwise)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def public_keys_hex(seed: int, n_participants: int) -> list[str]:
+    """Every participant's simulation public key, hex of the 32 raw bytes."""
+    return [public_bytes(k).hex() for k in participant_keys(seed, n_participants)]
+
+
+def day_starts(community: Community) -> NDArray[np.int64]:
+    """The first slot of every local day of the run."""
+    day = community.grid.local_day
+    first = np.ones(day.shape[0], dtype=bool)
+    first[1:] = day[1:] != day[:-1]
+    return np.flatnonzero(first)
+
+
+class RunLedger:
+    """The journal that writes a run's ledger (module docstring)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        keys: Sequence[Any],
+        mechanism: str,
+        rule: str,
+        daily_charge: float,
+        day_starts: NDArray[np.int64],
+    ) -> None:
+        self.ledger = ledger
+        self._keys = list(keys)
+        self._mechanism = mechanism
+        self._rule = rule
+        self._daily = daily_charge
+        self._day_start = np.zeros(int(day_starts.max()) + 1 if day_starts.size else 0, dtype=bool)
+        self._day_start[day_starts] = True
+        self._day_starts = day_starts
+        n = ledger.n_participants
+        self._accrual = Accrual(n, ledger.genesis.minor_exponent)
+        self.rejected = 0
+        self.seconds = 0.0
+
+    @classmethod
+    def create(cls, path: str | Path, community: Community, mechanism: str, rule: str) -> RunLedger:
+        """A new ledger file at `path` for a run of `community`."""
+        t0 = time.perf_counter()
+        sc = community.scenario
+        grid = community.grid
+        start = int(grid.starts_utc[0].timestamp())
+        keys = participant_keys(sc.seed, community.n_participants)
+        currency = sc.tariff.currency
+        ledger = Ledger.create(
+            path,
+            operator_key=operator_key(sc.seed),
+            ledger_id=ledger_id_for(sc.seed, sc.name, start),
+            currency=currency,
+            minor_exponent=minor_exponent(currency),
+            start_unix_s=start,
+            slot_seconds=round(grid.dt_h * 3600),
+            n_slots=grid.n_slots,
+            scenario=sc.name,
+            names=community.names,
+            public_keys=[public_bytes(k) for k in keys],
+        )
+        out = cls(ledger, keys, mechanism, rule, community.daily_charge, day_starts(community))
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    # --- the journal -----------------------------------------------------------------------
+
+    def gate(self, gate_slot: int, first_slot: int, books: Sequence[OrderBook]) -> None:
+        """Every participant signs its orders of the gate; the ledger verifies and appends."""
+        t0 = time.perf_counter()
+        parts = [b.participant for b in books]
+        if sum(p.size for p in parts):
+            slots = np.concatenate(
+                [np.full(b.n_orders, first_slot + k, dtype=np.int64) for k, b in enumerate(books)]
+            )
+            who, msgs = enc.order_messages(
+                self.ledger.genesis.ledger_id,
+                gate_slot,
+                np.concatenate(parts).astype(np.int64),
+                slots,
+                np.concatenate([b.side for b in books]),
+                np.concatenate([b.quantity_kwh for b in books]),
+                np.concatenate([b.price for b in books]),
+            )
+            keys = self._keys
+            sigs = [keys[p].sign(m) for p, m in zip(who.tolist(), msgs, strict=True)]
+            rejected = self.ledger.submit_orders_batch(gate_slot, who.tolist(), msgs, sigs)
+            self.rejected += len(rejected)
+        self.seconds += time.perf_counter() - t0
+
+    def cleared(self, slot: int, cl: Cleared) -> None:
+        """The slot's CLEARING: fills (in the signed book's order), trades, commitments."""
+        t0 = time.perf_counter()
+        b, res, c = cl.book, cl.result, cl.commitment
+        order = np.argsort(b.participant, kind="stable")
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        rec = enc.ClearingRecord(
+            mechanism=self._mechanism,
+            clearing_price=float(res.clearing_price),
+            buy_price=float(res.buy_price),
+            sell_price=float(res.sell_price),
+            operator_surplus=float(res.operator_surplus),
+            filled_kwh=res.filled_kwh[order],
+            price=res.price[order],
+            trade_buy=inverse[res.trade_buy] if res.trade_buy.size else res.trade_buy,
+            trade_sell=inverse[res.trade_sell] if res.trade_sell.size else res.trade_sell,
+            trade_kwh=res.trade_kwh,
+            trade_price=res.trade_price,
+            committed_kwh=c.committed_kwh,
+        )
+        self.ledger.append(enc.entry(enc.Kind.CLEARING, slot, rec.encode()))
+        self.seconds += time.perf_counter() - t0
+
+    def delivered(
+        self,
+        slot: int,
+        metered_net_kwh: FloatArray,
+        st: SlotSettlement,
+        retail_price: float,
+        feed_in_price: float,
+    ) -> None:
+        """The slot's METER readings and SETTLEMENT, then a signed tree head."""
+        t0 = time.perf_counter()
+        led = self.ledger
+        led.append(enc.entry(enc.Kind.METER, slot, enc.meter_body(metered_net_kwh)))
+        postings = self._accrual.post(
+            -st.cost,
+            {enc.Account.RETAILER: st.retailer_revenue, enc.Account.OPERATOR: st.operator_revenue},
+            enc.Memo.ENERGY,
+            metered_net_kwh,
+        )
+        if self._daily and slot < self._day_start.size and self._day_start[slot]:
+            n = led.n_participants
+            daily = self._accrual.post(
+                np.full(n, -self._daily), {enc.Account.RETAILER: self._daily * n}, enc.Memo.DAILY
+            )
+            postings = _concat(postings, daily)
+        body = enc.settlement_body(
+            self._rule, retail_price, feed_in_price, st.deviation_kwh, st.cost, postings
+        )
+        led.append(enc.entry(enc.Kind.SETTLEMENT, slot, body))
+        led.sign_head(slot)
+        self.seconds += time.perf_counter() - t0
+
+    # --- after the run -----------------------------------------------------------------------
+
+    def finish(
+        self,
+        network_charge: FloatArray | None,
+        loss_charge: FloatArray | None,
+        period_adjustment: FloatArray | None,
+        period_name: str,
+    ) -> dict[str, Any]:
+        """Post the network operator's charges per local day and a period settlement, sign
+        the last head, close the file; returns the ledger's figures for the summary."""
+        t0 = time.perf_counter()
+        led = self.ledger
+        n = led.n_participants
+        last = led.genesis.n_slots - 1
+        if network_charge is not None or loss_charge is not None:
+            zeros = np.zeros((led.genesis.n_slots, n))
+            net = zeros if network_charge is None else network_charge
+            loss = zeros if loss_charge is None else loss_charge
+            bounds = [*self._day_starts.tolist(), led.genesis.n_slots]
+            for a, b in itertools.pairwise(bounds):
+                net_d, loss_d = net[a:b].sum(axis=0), loss[a:b].sum(axis=0)
+                p1 = self._accrual.post(
+                    -net_d, {enc.Account.NETWORK_OPERATOR: float(net_d.sum())}, enc.Memo.NETWORK
+                )
+                p2 = self._accrual.post(
+                    -loss_d, {enc.Account.NETWORK_OPERATOR: float(loss_d.sum())}, enc.Memo.LOSS
+                )
+                body = enc.charges_body(b - 1, net_d, loss_d, _concat(p1, p2))
+                led.append(enc.entry(enc.Kind.CHARGES, a, body))
+            led.sign_head(last)
+        if period_adjustment is not None:
+            adj = np.asarray(period_adjustment, dtype=np.float64)
+            p = self._accrual.post(-adj, {enc.Account.POOL: float(adj.sum())}, enc.Memo.PERIOD)
+            led.append(enc.entry(enc.Kind.PERIOD, last, enc.period_body(period_name, adj, p)))
+            led.sign_head(last)
+        size = led.size
+        root = led.root().hex()
+        bills = self._accrual.participant_totals()
+        led.close(last)
+        self.seconds += time.perf_counter() - t0
+        return {
+            "entries": size,
+            "root": root,
+            "bytes": led.bytes_written,
+            "rejected": self.rejected,
+            "seconds": round(self.seconds, 3),
+            "bill_minor": bills,
+            "minor_exponent": led.genesis.minor_exponent,
+        }
+
+
+def _concat(a: enc.Postings, b: enc.Postings) -> enc.Postings:
+    return enc.Postings(
+        account=np.concatenate([a.account, b.account]),
+        memo=np.concatenate([a.memo, b.memo]),
+        amount_minor=np.concatenate([a.amount_minor, b.amount_minor]),
+        energy_wh=np.concatenate([a.energy_wh, b.energy_wh]),
+    )
