@@ -284,7 +284,7 @@ def _check_entry(
         buy = exp_side == 0
         if not _close(float(c.filled_kwh[buy].sum()), float(c.filled_kwh[~buy].sum())):
             raise ValueError(f"slot {slot}: energy bought ≠ energy sold")
-        value = c.filled_kwh * c.price
+        value = np.where(c.filled_kwh > 0, c.filled_kwh * c.price, 0.0)  # no fill: no price
         surplus = float(value[buy].sum() - value[~buy].sum())
         if np.any(c.filled_kwh > 0) and not _close(surplus, c.operator_surplus):
             raise ValueError(f"slot {slot}: payments − receipts ≠ the operator's surplus")
