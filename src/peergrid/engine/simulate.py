@@ -315,6 +315,12 @@ def simulate(
             }
         )
     from peergrid.engine.ledger import public_keys_hex
+    from peergrid.engine.publish import publish
+
+    t_pub = time.perf_counter()
+    publication = publish(recorded.series, resolved.privacy, grid.dt_h)
+    summary["privacy"] = publication.summary()
+    summary["privacy"]["seconds"] = round(time.perf_counter() - t_pub, 3)
 
     participants["public_key"] = public_keys_hex(resolved.seed, n)
     if journal is not None:
@@ -380,6 +386,7 @@ def simulate(
         extra={
             **({} if network_out is None else {"network": network_out}),
             **({} if ledger_path is None else {"ledger_path": Path(ledger_path)}),
+            "publication": publication,
         },
     )
 

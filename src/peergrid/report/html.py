@@ -49,6 +49,7 @@ from peergrid.report.format import (
 from peergrid.report.network import ANCHOR as NETWORK_ANCHOR
 from peergrid.report.network import NetworkReportData, network_section
 from peergrid.report.page import document
+from peergrid.report.public import PublicReportData, public_section
 from peergrid.timegrid import SlotGrid
 
 FloatArray = NDArray[np.float64]
@@ -98,6 +99,7 @@ class ReportData:
             operator_surplus; NaN where a mechanism has no such price.
         currency: currency code of every money value, e.g. "EUR".
         network: the feeder's voltages, loading and losses (`report.network`), or None.
+        public: what the community publishes (`report.public`), or None.
     """
 
     title: str
@@ -109,6 +111,7 @@ class ReportData:
     prices: pd.DataFrame
     currency: str
     network: NetworkReportData | None = None
+    public: PublicReportData | None = None
 
 
 def _check(data: ReportData) -> None:
@@ -732,6 +735,7 @@ def render_report(data: ReportData) -> str:
             _header(data),
             f'<nav><a href="#kpi">Key figures</a> {nav}'
             + (f' <a href="#{NETWORK_ANCHOR}">Network</a>' if data.network is not None else "")
+            + (' <a href="#public">Public release</a>' if data.public is not None else "")
             + ' <a href="#participants">Participants</a>'
             + (' <a href="#more">More figures</a>' if extra else "")
             + "</nav>",
@@ -743,6 +747,7 @@ def render_report(data: ReportData) -> str:
             *sections,
             _network(data),
             _unconstrained_note(data.summary, data.currency),
+            "" if data.public is None else public_section(data.grid, data.public),
             _participants_table(data),
             extra,
             f"<footer>Made by peergrid {escape(_version())}. Self-contained: this file "

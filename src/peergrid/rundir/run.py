@@ -65,8 +65,33 @@ def report_html(result: SimulationResult) -> str:
         prices=result.prices,
         currency=str(result.summary["cost"]["currency"]),
         network=_network_report(result),
+        public=_public_report(result),
     )
     return render_report(data)
+
+
+def _public_report(result: SimulationResult) -> Any:
+    """The report's public section data, or None."""
+    pub = result.extra.get("publication")
+    if pub is None:
+        return None
+    from peergrid.engine.publish import PUBLISHED, STATUS_LABELS
+    from peergrid.report.public import PublicReportData
+
+    budget = pub.budget
+    return PublicReportData(
+        method=pub.method,
+        min_households=pub.rule.min_households,
+        dominance_share=pub.rule.dominance_share,
+        values=pub.values,
+        status=pub.status,
+        labels=STATUS_LABELS,
+        descriptions={name: what for name, _, what in PUBLISHED},
+        releases=pub.releases,
+        epsilon_total=math.nan if budget is None else budget.epsilon_total,
+        epsilon_spent=math.nan if budget is None else budget.epsilon_spent,
+        utility=pub.utility,
+    )
 
 
 def _network_report(result: SimulationResult) -> Any:
@@ -147,6 +172,13 @@ def write_run_files(result: SimulationResult, d: Path) -> None:
     if ledger is not None and Path(ledger).exists():
         # the run wrote its ledger beside the output; it moves in with the rest
         shutil.move(str(ledger), d / LEDGER_FILE)
+    publication = result.extra.get("publication")
+    if publication is not None:
+        from peergrid.engine.publish import public_table
+
+        table = public_table(publication, result.community.grid.starts_utc)
+        table.to_parquet(d / "public.parquet", index=False)
+        (d / "privacy.json").write_text(publication.privacy_json(), "utf-8")
     result.participants.to_csv(d / "participants.csv", index=False, float_format="%.6f")
     header = (
         "# Resolved by peergrid: every default explicit, groups expanded.\n"

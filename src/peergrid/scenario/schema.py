@@ -156,6 +156,40 @@ class SettlementSpec(Strict):
     )
 
 
+class PrivacySpec(Strict):
+    """What the community publishes, and how (docs/privacy.md).
+
+    Every published cell passes disclosure control (at least `min_households` contributing,
+    none above `dominance_share` of the cell); with `dp = true` the published profiles are
+    instead released with user-level differential privacy (OpenDP), spending `epsilon` (and
+    `delta`) of the run's budget, split equally over the released series.
+    """
+
+    min_households: int = Field(10, ge=1, le=100_000, description="k: fewest households per cell")
+    dominance_share: float = Field(
+        0.5, gt=0, le=1, description="largest share one household may hold of a cell"
+    )
+    dp: bool = Field(False, description="release the public profiles with differential privacy")
+    epsilon: float = Field(1.0, gt=0, le=100, description="the run's privacy budget ε")
+    delta: float = Field(0.0, ge=0, lt=1, description="the run's δ (Gaussian only, > 0 then)")
+    mechanism: Literal["laplace", "gaussian"] = Field(
+        "laplace", description="noise of the DP releases"
+    )
+    clip_kw: float = Field(
+        10.0,
+        gt=0,
+        le=1000,
+        description="each household's contribution per slot is clipped to this power × slot "
+        "length (the connection's capacity) [kW]",
+    )
+
+    @model_validator(mode="after")
+    def _gaussian_needs_delta(self) -> PrivacySpec:
+        if self.dp and self.mechanism == "gaussian" and self.delta <= 0:
+            raise ValueError("mechanism 'gaussian' needs delta > 0")
+        return self
+
+
 class EmsSpec(Strict):
     policy: str = Field("self-consumption", description="EMS policy of every participant")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -471,6 +505,7 @@ class Scenario(Strict):
     market: MarketSpec = Field(default_factory=MarketSpec)
     forecast: ForecastSpec = Field(default_factory=ForecastSpec)
     settlement: SettlementSpec = Field(default_factory=SettlementSpec)
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     ems: EmsSpec = Field(default_factory=EmsSpec)
     data: DataSpec | None = None
     network: NetworkSpec | None = None
