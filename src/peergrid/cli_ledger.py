@@ -40,14 +40,15 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     try:
         rep = verify_ledger(path)
     except LedgerInvalid as e:
-        console.print(f"[bold red]FAILED[/] {path}: {e}")
+        console.print(f"[bold red]FAILED[/] {path}: {e}", soft_wrap=True)
         return 1
     kinds = ", ".join(f"{v:,} {k.lower()}" for k, v in rep.kinds.items())
     console.print(f"[bold green]OK[/] {path}")
-    console.print(f"  {rep.entries:,} entries ({kinds})")
+    console.print(f"  {rep.entries:,} entries ({kinds})", soft_wrap=True)
     console.print(
         f"  {rep.heads:,} signed tree heads, {rep.signatures:,} order signatures, "
-        f"{rep.rejected:,} rejected submissions, {rep.postings:,} postings summing to zero"
+        f"{rep.rejected:,} rejected submissions, {rep.postings:,} postings summing to zero",
+        soft_wrap=True,
     )
     console.print(f"  root {rep.root}")
     console.print(f"  checked in {rep.seconds:.2f} s")
@@ -92,9 +93,9 @@ def cmd_check_proof(args: argparse.Namespace, console: Console) -> int:
     try:
         what = check_proof(doc, pinned)
     except ProofInvalid as e:
-        console.print(f"[bold red]INVALID[/] {args.proof}: {e}")
+        console.print(f"[bold red]INVALID[/] {args.proof}: {e}", soft_wrap=True)
         return 1
-    console.print(f"[bold green]OK[/] {what}")
+    console.print(f"[bold green]OK[/] {what}", soft_wrap=True)
     return 0
 
 

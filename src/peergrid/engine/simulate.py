@@ -320,7 +320,8 @@ def simulate(
     t_pub = time.perf_counter()
     publication = publish(recorded.series, resolved.privacy, grid.dt_h)
     summary["privacy"] = publication.summary()
-    summary["privacy"]["seconds"] = round(time.perf_counter() - t_pub, 3)
+    publish_s = time.perf_counter() - t_pub
+    ledger_s = None
 
     participants["public_key"] = public_keys_hex(resolved.seed, n)
     if journal is not None:
@@ -331,6 +332,7 @@ def simulate(
         if period_cost is not None:
             adjustment = participants["period_adjustment"].to_numpy()
         info = journal.finish(net_slot, loss_slot, adjustment, resolved.market.mechanism)
+        ledger_s = info.pop("seconds")
         scale = 10.0 ** info.pop("minor_exponent")
         ledger_bill = np.asarray(info.pop("bill_minor"), dtype=np.float64) / scale
         participants["ledger_bill"] = ledger_bill
@@ -370,6 +372,9 @@ def simulate(
         "summarise": round(t_done - t_base, 3),
         "twin": round(twin_s, 3),
     }
+    summary["timing_s"]["publish"] = round(publish_s, 3)
+    if ledger_s is not None:
+        summary["timing_s"]["ledger"] = ledger_s
     if twin_slots is not None:
         summary["timing_s"]["twin_slots"] = twin_slots
     if forecaster is not None:
