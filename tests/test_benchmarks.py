@@ -45,3 +45,12 @@ def test_forecast_benchmark_quick_mode() -> None:
     assert ("ml", "intraday-4") in methods and ("persistence", "day-ahead") in methods
     perfect = [r for r in figures["results"] if r["method"] == "perfect"]
     assert all(r["demand"]["rmse_kwh"] == 0.0 for r in perfect)
+
+
+def test_ledger_benchmark_quick_mode() -> None:
+    bench = _load("bench_ledger")
+    figures = bench.run("demo", days=1, repeats=1)
+    assert figures["participants"] == 36 and figures["slots"] == 96
+    assert figures["signatures"] > 0 and figures["entries"] > figures["signatures"]
+    assert figures["run_with_ledger_s"] > 0 and figures["verify_s"] > 0
+    assert figures["append_per_s"] > 0

@@ -194,6 +194,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(_kpi_table(result.summary))
     console.print(f"run directory: {path}")
     console.print(f"report: {path / 'report.html'}")
+    led = result.summary.get("ledger")
+    if led:
+        console.print(
+            f"ledger: {path / 'ledger.sqlite'} ({led['entries']:,} entries, root "
+            f"{led['root'][:16]}…; check it with `peergrid ledger verify {path}`)",
+            soft_wrap=True,
+        )
     return 0
 
 
