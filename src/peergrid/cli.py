@@ -456,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     from peergrid.cli_ledger import add_parser as add_ledger_parser
 
     add_ledger_parser(sub)
+    from peergrid.cli_privacy import add_parser as add_privacy_parser
+
+    add_privacy_parser(sub)
     return parser
 
 

@@ -68,3 +68,26 @@ def test_dp_releases_spend_exactly_the_budget() -> None:
 def test_gaussian_without_delta_is_an_input_error() -> None:
     with pytest.raises(ValueError, match="delta"):
         PrivacySpec(dp=True, mechanism="gaussian", delta=0.0)
+
+
+def test_later_releases_spend_the_stored_budget_and_are_refused_beyond_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from peergrid.cli import main
+
+    out = write_run(simulate(_with_privacy(epsilon=1.0)), tmp_path / "run")
+    before = (out / "privacy.json").read_text()
+    assert main(["privacy", "release", str(out), "--series", "community_demand_kwh",
+                 "--epsilon", "0.6"]) == 0  # fmt: skip
+    released = pd.read_parquet(out / "release-1-community_demand_kwh.parquet")
+    assert len(released) == 96 and np.isfinite(released["community_demand_kwh"]).all()
+    doc = json.loads((out / "privacy.json").read_text())
+    assert doc["budget"]["epsilon_spent"] == pytest.approx(0.6)
+    after_first = (out / "privacy.json").read_text()
+    assert after_first != before
+    assert main(["privacy", "release", str(out), "--series", "p2p_traded_kwh",
+                 "--epsilon", "0.5"]) == 2  # fmt: skip
+    assert "refused" in capsys.readouterr().err
+    assert (out / "privacy.json").read_text() == after_first  # nothing written
+    assert not (out / "release-2-p2p_traded_kwh.parquet").exists()
+    assert main(["privacy", "release", str(out), "--series", "nope", "--epsilon", "0.1"]) == 2

@@ -55,7 +55,7 @@ class Publication:
         rule: the disclosure rule.
         releases: per series, the DP release's parameters (ε, δ, mechanism, noise std,
             sensitivity, clip), empty without DP.
-        budget: the run's privacy budget after the releases (None without DP).
+        budget: the run's privacy budget after the releases (nothing spent without DP).
         utility: the utility-versus-ε table of the community-demand profile (operator only), or
             None when OpenDP (the `privacy` extra) is not installed.
     """
@@ -66,7 +66,7 @@ class Publication:
     n_households: dict[str, NDArray[np.int64]]
     rule: DisclosureRule
     releases: dict[str, dict[str, Any]]
-    budget: PrivacyBudget | None
+    budget: PrivacyBudget
     utility: pd.DataFrame | None
 
     def summary(self) -> dict[str, Any]:
@@ -85,17 +85,15 @@ class Publication:
             "dominance_share": self.rule.dominance_share,
             "cells": cells,
         }
-        if self.budget is not None:
-            out["epsilon_total"] = self.budget.epsilon_total
-            out["epsilon_spent"] = self.budget.epsilon_spent
-            out["delta_spent"] = self.budget.delta_spent
+        out["epsilon_total"] = self.budget.epsilon_total
+        out["epsilon_spent"] = self.budget.epsilon_spent
+        out["delta_spent"] = self.budget.delta_spent
         return out
 
     def privacy_json(self) -> str:
         """privacy.json: the rules, the budget with every release, the cell counts."""
         doc: dict[str, Any] = {"version": 1, **self.summary(), "releases": self.releases}
-        if self.budget is not None:
-            doc["budget"] = json.loads(self.budget.to_json())
+        doc["budget"] = self.budget.to_dict()
         return json.dumps(doc, indent=2) + "\n"
 
 
@@ -119,16 +117,16 @@ def publish(series: Mapping[str, FloatArray], spec: PrivacySpec, dt_h: float) ->
     status: dict[str, NDArray[np.int8]] = {}
     counts: dict[str, NDArray[np.int64]] = {}
     releases: dict[str, dict[str, Any]] = {}
-    budget = None
+    # the run's budget, stored with it: later releases (`peergrid privacy release`) spend from it
+    budget = PrivacyBudget(spec.epsilon, spec.delta)
     if spec.dp:
         from peergrid.privacy.dp import release_with_budget
 
-        budget = PrivacyBudget(spec.epsilon, spec.delta)
         share = 1.0 / len(PUBLISHED)
     for name, source, _ in PUBLISHED:
         x = series[source]
         counts[name] = np.count_nonzero(x != 0.0, axis=1).astype(np.int64)
-        if budget is not None:
+        if spec.dp:
             release, budget = release_with_budget(
                 budget,
                 x,

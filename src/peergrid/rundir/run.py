@@ -88,8 +88,8 @@ def _public_report(result: SimulationResult) -> Any:
         labels=STATUS_LABELS,
         descriptions={name: what for name, _, what in PUBLISHED},
         releases=pub.releases,
-        epsilon_total=math.nan if budget is None else budget.epsilon_total,
-        epsilon_spent=math.nan if budget is None else budget.epsilon_spent,
+        epsilon_total=budget.epsilon_total,
+        epsilon_spent=budget.epsilon_spent,
         utility=pub.utility,
     )
 
