@@ -307,3 +307,21 @@ def test_block_data_are_compressed(run_ledger: tuple[Path, object]) -> None:
     _, _, lengths, data = _blocks(run_ledger[0])[3]
     raw = zlib.decompress(data)
     assert len(raw) == int(np.frombuffer(lengths, dtype=">u4").sum())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_forged_signature_is_found_by_the_worker_processes(
+    run_ledger: tuple[Path, object], tmp_path: Path, workers: int
+) -> None:
+    path = _copy(run_ledger[0], tmp_path)
+    assert verify_ledger(path, workers=workers, batch=40).signatures > 80
+    rows = _blocks(path)
+    first, n, lengths, data = rows[len(rows) // 2]
+    entries = store.unpack_block(n, lengths, data)
+    k = next(i for i, e in enumerate(entries) if enc.read_header(e)[0] is enc.Kind.ORDERS)
+    raw = bytearray(entries[k])
+    raw[-1] ^= 0x01  # the signature's last byte
+    _rewrite_block(path, first, [*entries[:k], bytes(raw), *entries[k + 1 :]])
+    with pytest.raises(LedgerInvalid, match="bad signature") as err:
+        verify_ledger(path, workers=workers, batch=40)
+    assert err.value.entry == first + k
