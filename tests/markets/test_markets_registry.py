@@ -30,6 +30,7 @@ def test_known_mechanisms() -> None:
         "stackelberg",
         "coordinated",
         "bilateral",
+        "bilateral-dp",
     }
     assert expected <= set(NAMES)
     assert sorted(NAMES) == NAMES

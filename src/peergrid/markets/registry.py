@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from peergrid.errors import InputError
 from peergrid.markets.base import Family, Mechanism, MechanismParams, make_params
 from peergrid.markets.bilateral.mechanism import BilateralMarket
+from peergrid.markets.bilateral.private_mechanism import PrivateBilateralMarket
 from peergrid.markets.bill_sharing import BillSharing
 from peergrid.markets.cda import ContinuousDoubleAuction
 from peergrid.markets.coordinated import CoordinatedMarket
@@ -60,6 +61,7 @@ _MECHANISMS: Final[Mapping[str, MechanismClass]] = MappingProxyType(
         McAfeeTradeReduction.name: McAfeeTradeReduction,
         ContinuousDoubleAuction.name: ContinuousDoubleAuction,
         BilateralMarket.name: BilateralMarket,
+        PrivateBilateralMarket.name: PrivateBilateralMarket,
     }
 )
 
