@@ -325,3 +325,19 @@ def test_a_forged_signature_is_found_by_the_worker_processes(
     with pytest.raises(LedgerInvalid, match="bad signature") as err:
         verify_ledger(path, workers=workers, batch=40)
     assert err.value.entry == first + k
+
+
+def test_worker_processes_write_the_same_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import peergrid.engine.ledger as run_ledger_module
+
+    sc = small_scenario(n=6, days=1, forecast="persistence", gate_closure="intraday 2")
+    monkeypatch.setattr(run_ledger_module, "_POOL_MIN_MESSAGES", 10**12)
+    alone = simulate(sc, ledger_path=tmp_path / "alone.sqlite").summary["ledger"]
+    monkeypatch.setattr(run_ledger_module, "_POOL_MIN_MESSAGES", 0)
+    monkeypatch.setattr(run_ledger_module, "_BATCH_MESSAGES", 50)
+    pooled = simulate(sc, ledger_path=tmp_path / "pooled.sqlite").summary["ledger"]
+    assert pooled["root"] == alone["root"] and pooled["entries"] == alone["entries"]
+    assert _blocks(tmp_path / "alone.sqlite") == _blocks(tmp_path / "pooled.sqlite")
+    verify_ledger(tmp_path / "pooled.sqlite")

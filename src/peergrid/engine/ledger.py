@@ -17,8 +17,11 @@ charges to the network operator; a period settlement's adjustments to the commun
 from __future__ import annotations
 
 import itertools
+import os
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,8 @@ from numpy.typing import NDArray
 from peergrid.engine.community import Community
 from peergrid.engine.lifecycle import Cleared
 from peergrid.ledger import encoding as enc
-from peergrid.ledger.keys import operator_key, participant_keys, public_bytes
-from peergrid.ledger.log import Ledger, ledger_id_for
+from peergrid.ledger.keys import load_public_key, operator_key, participant_keys, public_bytes
+from peergrid.ledger.log import Ledger, ledger_id_for, order_problem
 from peergrid.ledger.postings import Accrual
 from peergrid.markets.base import OrderBook
 from peergrid.settlement.slot import SlotSettlement
@@ -58,8 +61,53 @@ def day_starts(community: Community) -> NDArray[np.int64]:
     return np.flatnonzero(first)
 
 
+#: Order messages per task of the worker processes.
+_BATCH_MESSAGES = 2048
+#: Runs with fewer order messages than this sign and check in the calling process.
+_POOL_MIN_MESSAGES = 8192
+
+
+def _sign_and_check(
+    seed: int,
+    n_participants: int,
+    ledger_id: bytes,
+    public_keys: tuple[bytes, ...],
+    gates: list[tuple[int, list[int], list[bytes]]],
+) -> list[tuple[list[bytes], list[str | None]]]:
+    """In a worker process: every participant signs its message of each gate (its device's
+    work), then the ledger's own check (`ledger.log.order_problem`) gives each verdict."""
+    keys = participant_keys(seed, n_participants)
+    public = [load_public_key(k) for k in public_keys]
+    out = []
+    for _, who, msgs in gates:
+        sigs = [keys[p].sign(m) for p, m in zip(who, msgs, strict=True)]
+        verdicts = [
+            order_problem(public, ledger_id, p, m, sg)
+            for p, m, sg in zip(who, msgs, sigs, strict=True)
+        ]
+        out.append((sigs, verdicts))
+    return out
+
+
+class _Segment:
+    """A stretch of the journal waiting for its orders to be signed and checked by a worker:
+    its actions in ledger order — gates (their orders), entries, tree heads — and the gates'
+    work for the worker."""
+
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, Any]] = []
+        self.gates: list[tuple[int, list[int], list[bytes]]] = []
+        self.n_messages = 0
+        self.future: Future[list[tuple[list[bytes], list[str | None]]]] | None = None
+
+
 class RunLedger:
-    """The journal that writes a run's ledger (module docstring)."""
+    """The journal that writes a run's ledger (module docstring).
+
+    With a pool of worker processes (long runs), signing and checking the orders of a batch of
+    gates runs on the other cores while the simulation goes on; everything else the journal
+    appends waits in order behind them, so the ledger is exactly the one written in a single
+    process (tested)."""
 
     def __init__(
         self,
@@ -82,10 +130,35 @@ class RunLedger:
         self._accrual = Accrual(n, ledger.genesis.minor_exponent)
         self.rejected = 0
         self.seconds = 0.0
+        self._seed = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._queue: deque[_Segment] = deque()
+        self._open: _Segment | None = None
+        self._running = 0
+
+    def close_workers(self) -> None:
+        """Stop the worker processes (idempotent; `finish` calls it, so does a failed run)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def use_workers(self, seed: int, workers: int) -> None:
+        """Sign and check orders in `workers` processes (the keys derive from `seed`)."""
+        if workers > 1:
+            self._seed = seed
+            self._pool = ProcessPoolExecutor(max_workers=workers)
 
     @classmethod
-    def create(cls, path: str | Path, community: Community, mechanism: str, rule: str) -> RunLedger:
-        """A new ledger file at `path` for a run of `community`."""
+    def create(
+        cls,
+        path: str | Path,
+        community: Community,
+        mechanism: str,
+        rule: str,
+        workers: int | None = None,
+    ) -> RunLedger:
+        """A new ledger file at `path` for a run of `community`; `workers` processes sign and
+        check the orders of long runs (default: one per core; 1: this process)."""
         t0 = time.perf_counter()
         sc = community.scenario
         grid = community.grid
@@ -106,6 +179,10 @@ class RunLedger:
             public_keys=[public_bytes(k) for k in keys],
         )
         out = cls(ledger, keys, mechanism, rule, community.daily_charge, day_starts(community))
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if community.n_participants * grid.n_slots >= _POOL_MIN_MESSAGES:
+            out.use_workers(sc.seed, workers)
         out.seconds = time.perf_counter() - t0
         return out
 
@@ -128,11 +205,94 @@ class RunLedger:
                 np.concatenate([b.quantity_kwh for b in books]),
                 np.concatenate([b.price for b in books]),
             )
-            keys = self._keys
-            sigs = [keys[p].sign(m) for p, m in zip(who.tolist(), msgs, strict=True)]
-            rejected = self.ledger.submit_orders_batch(gate_slot, who.tolist(), msgs, sigs)
-            self.rejected += len(rejected)
+            if self._pool is None:
+                keys = self._keys
+                sigs = [keys[p].sign(m) for p, m in zip(who.tolist(), msgs, strict=True)]
+                rejected = self.ledger.submit_orders_batch(gate_slot, who.tolist(), msgs, sigs)
+                self.rejected += len(rejected)
+            else:
+                self._add_gate(gate_slot, who.tolist(), msgs)
         self.seconds += time.perf_counter() - t0
+
+    # --- the pipeline to the workers ------------------------------------------------------------
+
+    def _add_gate(self, gate_slot: int, who: list[int], msgs: list[bytes]) -> None:
+        seg = self._open_segment()
+        seg.actions.append(("gate", len(seg.gates)))
+        seg.gates.append((gate_slot, who, msgs))
+        seg.n_messages += len(msgs)
+        if seg.n_messages >= _BATCH_MESSAGES:
+            self._submit(seg)
+        self._drain(block=False)
+        while self._running > 4:  # bound what waits in memory
+            self._drain(block=True, one=True)
+
+    def _open_segment(self) -> _Segment:
+        if self._open is None:
+            self._open = _Segment()
+            self._queue.append(self._open)
+        return self._open
+
+    def _submit(self, seg: _Segment) -> None:
+        if seg is self._open:
+            self._open = None
+        if not seg.gates or self._pool is None:
+            return
+        led = self.ledger
+        seg.future = self._pool.submit(
+            _sign_and_check,
+            self._seed,
+            led.n_participants,
+            led.genesis.ledger_id,
+            led.genesis.public_keys,
+            seg.gates,
+        )
+        self._running += 1
+
+    def _put(self, kind: str, item: Any) -> None:
+        """Append an entry ("entry") or sign a head ("head") now, or after the orders ahead."""
+        if self._queue:
+            self._open_segment().actions.append((kind, item))
+        else:
+            self._apply(kind, item)
+
+    def _apply(self, kind: str, item: Any) -> None:
+        if kind == "entry":
+            self.ledger.append(item)
+        else:
+            self.ledger.sign_head(item)
+
+    def _drain(self, block: bool, one: bool = False) -> None:
+        """Write the segments at the front whose orders are signed and checked (`block`: wait
+        for them; `one`: stop after one)."""
+        while self._queue:
+            seg = self._queue[0]
+            results: list[tuple[list[bytes], list[str | None]]] = []
+            if seg.gates:
+                if seg.future is None:
+                    if not block:
+                        return
+                    self._submit(seg)
+                assert seg.future is not None
+                if not block and not seg.future.done():
+                    return
+                results = seg.future.result()
+                self._running -= 1
+            elif seg is self._open:
+                self._open = None
+            for kind, item in seg.actions:
+                if kind == "gate":
+                    gate_slot, who, msgs = seg.gates[item]
+                    sigs, verdicts = results[item]
+                    rejected = self.ledger.submit_orders_batch(
+                        gate_slot, who, msgs, sigs, checked=verdicts
+                    )
+                    self.rejected += len(rejected)
+                else:
+                    self._apply(kind, item)
+            self._queue.popleft()
+            if one:
+                return
 
     def cleared(self, slot: int, cl: Cleared) -> None:
         """The slot's CLEARING: fills (in the signed book's order), trades, commitments."""
@@ -155,7 +315,7 @@ class RunLedger:
             trade_price=res.trade_price,
             committed_kwh=c.committed_kwh,
         )
-        self.ledger.append(enc.entry(enc.Kind.CLEARING, slot, rec.encode()))
+        self._put("entry", enc.entry(enc.Kind.CLEARING, slot, rec.encode()))
         self.seconds += time.perf_counter() - t0
 
     def delivered(
@@ -169,7 +329,7 @@ class RunLedger:
         """The slot's METER readings and SETTLEMENT, then a signed tree head."""
         t0 = time.perf_counter()
         led = self.ledger
-        led.append(enc.entry(enc.Kind.METER, slot, enc.meter_body(metered_net_kwh)))
+        self._put("entry", enc.entry(enc.Kind.METER, slot, enc.meter_body(metered_net_kwh)))
         postings = self._accrual.post(
             -st.cost,
             {enc.Account.RETAILER: st.retailer_revenue, enc.Account.OPERATOR: st.operator_revenue},
@@ -185,8 +345,8 @@ class RunLedger:
         body = enc.settlement_body(
             self._rule, retail_price, feed_in_price, st.deviation_kwh, st.cost, postings
         )
-        led.append(enc.entry(enc.Kind.SETTLEMENT, slot, body))
-        led.sign_head(slot)
+        self._put("entry", enc.entry(enc.Kind.SETTLEMENT, slot, body))
+        self._put("head", slot)
         self.seconds += time.perf_counter() - t0
 
     # --- after the run -----------------------------------------------------------------------
@@ -201,6 +361,8 @@ class RunLedger:
         """Post the network operator's charges per local day and a period settlement, sign
         the last head, close the file; returns the ledger's figures for the summary."""
         t0 = time.perf_counter()
+        self._drain(block=True)
+        self.close_workers()
         led = self.ledger
         n = led.n_participants
         last = led.genesis.n_slots - 1

@@ -247,18 +247,23 @@ def simulate(
         journal = RunLedger.create(
             ledger_path, community, resolved.market.mechanism, rules.deviation_rule
         )
-    recorded = run_lifecycle(
-        feed,
-        community.assets,
-        policy,
-        mechanism,
-        gates,
-        network=grid_ctx.view if grid_ctx is not None else None,
-        deviation_rule=rules.deviation_rule,
-        penalty_per_kwh=rules.penalty_per_kwh,
-        on_progress=on_progress,
-        journal=journal,
-    )
+    try:
+        recorded = run_lifecycle(
+            feed,
+            community.assets,
+            policy,
+            mechanism,
+            gates,
+            network=grid_ctx.view if grid_ctx is not None else None,
+            deviation_rule=rules.deviation_rule,
+            penalty_per_kwh=rules.penalty_per_kwh,
+            on_progress=on_progress,
+            journal=journal,
+        )
+    except BaseException:
+        if journal is not None:
+            journal.close_workers()
+        raise
     t_run = time.perf_counter()
     if forecaster is None and not imposed and not policy.observes_market:
         base_rec = recorded

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from peergrid.ledger import encoding as enc
 from peergrid.ledger import store
@@ -49,6 +49,39 @@ def ledger_id_for(seed: int, scenario: str, start_unix_s: int) -> bytes:
     )
     h.update(start_unix_s.to_bytes(8, "big", signed=True))
     return h.digest()[: enc.LEDGER_ID_SIZE]
+
+
+def order_problem(
+    keys: Sequence[Ed25519PublicKey],
+    ledger_id: bytes,
+    participant: int,
+    message: bytes,
+    signature: bytes,
+) -> str | None:
+    """Why the ledger refuses a submission (bad signature, another ledger, another
+    participant, unknown participant), or None when it accepts it."""
+    if not 0 <= participant < len(keys):
+        return f"unknown participant {participant}"
+    if not verify(keys[participant], signature, message):
+        return "bad signature"
+    tag = len(enc.ORDER_TAG)
+    if message[tag : tag + enc.LEDGER_ID_SIZE] != ledger_id:
+        return "signed for another ledger"
+    named = message[tag + enc.LEDGER_ID_SIZE : tag + enc.LEDGER_ID_SIZE + 4]
+    if int.from_bytes(named, "big") != participant:
+        return "the message names another participant"
+    return None
+
+
+def check_orders(
+    public_keys: Sequence[bytes],
+    ledger_id: bytes,
+    submissions: Sequence[tuple[int, bytes, bytes]],
+) -> list[str | None]:
+    """The ledger's verdict (`order_problem`) on each (participant, message, signature): what
+    a worker process runs for `Ledger.submit_orders_batch(checked=...)`."""
+    keys = [load_public_key(k) for k in public_keys]
+    return [order_problem(keys, ledger_id, p, m, s) for p, m, s in submissions]
 
 
 class Ledger:
@@ -173,14 +206,23 @@ class Ledger:
         participants: Sequence[int],
         messages: Sequence[bytes],
         signatures: Sequence[bytes],
+        checked: Sequence[str | None] | None = None,
     ) -> list[int]:
         """`submit_orders` for many participants of one gate; a rejected submission is logged
-        and skipped. Returns the participants whose orders were rejected."""
+        and skipped. Returns the participants whose orders were rejected.
+
+        `checked`: the verdicts of `check_orders` on exactly these submissions, when the
+        ledger's checks ran in worker processes (`engine.ledger` does, on every core); None
+        checks them here."""
         rejected = []
         ok_entries = []
         head = enc.HEADER.pack(enc.MAGIC, enc.FORMAT_VERSION, int(enc.Kind.ORDERS), gate_slot)
-        for p, m, s in zip(participants, messages, signatures, strict=True):
-            reason = self._check_orders(p, m, s)
+        if checked is None:
+            checked = [
+                self._check_orders(p, m, s)
+                for p, m, s in zip(participants, messages, signatures, strict=True)
+            ]
+        for p, m, s, reason in zip(participants, messages, signatures, checked, strict=True):
             if reason is None:
                 ok_entries.append(head + len(m).to_bytes(4, "big") + m + s)
             else:
@@ -197,19 +239,7 @@ class Ledger:
 
     def _check_orders(self, participant: int, message: bytes, signature: bytes) -> str | None:
         """Why a submission is refused, or None."""
-        if not 0 <= participant < len(self._keys):
-            return f"unknown participant {participant}"
-        if not verify(self._keys[participant], signature, message):
-            return "bad signature"
-        tag = len(enc.ORDER_TAG)
-        if message[tag : tag + enc.LEDGER_ID_SIZE] != self.genesis.ledger_id:
-            return "signed for another ledger"
-        if (
-            int.from_bytes(message[tag + enc.LEDGER_ID_SIZE : tag + enc.LEDGER_ID_SIZE + 4], "big")
-            != participant
-        ):
-            return "the message names another participant"
-        return None
+        return order_problem(self._keys, self.genesis.ledger_id, participant, message, signature)
 
     def sign_head(self, slot: int) -> bytes:
         """Sign the tree head over everything appended so far and store the block; returns

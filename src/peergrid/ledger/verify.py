@@ -149,20 +149,21 @@ def _verify(conn: object, workers: int, batch: int) -> VerifyReport:
     """The pass, then the order signatures checked alongside it: the first failure wins."""
     holder: list[_Signatures] = []
     try:
-        rep = _scan(conn, workers, batch, holder)
-    except LedgerInvalid as e:
+        try:
+            rep = _scan(conn, workers, batch, holder)
+        except LedgerInvalid as e:
+            bad = holder[0].first_bad() if holder else None
+            if bad is not None and (e.entry is None or bad < e.entry):
+                raise _bad_signature(bad) from e
+            raise
         bad = holder[0].first_bad() if holder else None
-        if bad is not None and (e.entry is None or bad < e.entry):
-            raise _bad_signature(bad) from e
-        raise
+        if bad is not None:
+            raise _bad_signature(bad)
+        rep.signatures = holder[0].count if holder else 0
+        return rep
     finally:
         for h in holder:
             h.close()
-    bad = holder[0].first_bad() if holder else None
-    if bad is not None:
-        raise _bad_signature(bad)
-    rep.signatures = holder[0].count if holder else 0
-    return rep
 
 
 def _bad_signature(index: int) -> LedgerInvalid:
