@@ -224,7 +224,7 @@ def _sum_by(index: IntArray, weights: FloatArray, n: int) -> FloatArray:
     return np.bincount(index, weights, n).astype(np.float64, copy=False)
 
 
-def _result(
+def clearing_result(
     problem: BilateralProblem, it: IterationResult, ctx: MarketContext, rho: float
 ) -> ClearingResult:
     """Reciprocal trades, fills and prices from the final iterate (module docstring)."""
@@ -352,7 +352,7 @@ def _clear(
             }
         )
         return empty
-    return _result(problem, solve_bilateral(problem, params), ctx, params.rho)
+    return clearing_result(problem, solve_bilateral(problem, params), ctx, params.rho)
 
 
 class BilateralMarket:

@@ -50,9 +50,9 @@ from peergrid.markets.bilateral.admm import IterationResult
 from peergrid.markets.bilateral.differentiation import Differentiation, PairCost
 from peergrid.markets.bilateral.mechanism import (
     BilateralProblem,
-    _result,
     build_problem,
     clear_bilateral,
+    clearing_result,
 )
 from peergrid.markets.bilateral.params import BilateralParams
 from peergrid.markets.bilateral.private import (
@@ -218,7 +218,7 @@ def private_result(
         dual_residual=it.dual_residual,
         converged=converged,
     )
-    result = _result(problem, committed, ctx, params.rho)
+    result = clearing_result(problem, committed, ctx, params.rho)
     result.info.update(
         {
             "epsilon_spent": it.epsilon_spent,
