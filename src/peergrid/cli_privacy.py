@@ -114,16 +114,7 @@ def cmd_release(args: argparse.Namespace, console: Console) -> int:
     )
     doc["budget"] = spent.to_dict()
     doc.setdefault("later_releases", []).append(
-        {
-            "file": out.name,
-            "series": args.series,
-            "epsilon": release.epsilon,
-            "delta": release.delta,
-            "mechanism": release.mechanism,
-            "noise_std_kwh": release.noise_std_kwh,
-            "sensitivity_kwh": release.sensitivity_kwh,
-            "clip_kwh": [release.lower_kwh, release.upper_kwh],
-        }
+        {"file": out.name, "series": args.series, **release.describe()}
     )
     fd, tmp = tempfile.mkstemp(prefix=".privacy-", dir=d)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -139,15 +139,7 @@ def publish(series: Mapping[str, FloatArray], spec: PrivacySpec, dt_h: float) ->
             )
             values[name] = release.total_kwh
             status[name] = np.full(x.shape[0], DP, dtype=np.int8)
-            releases[name] = {
-                "epsilon": release.epsilon,
-                "delta": release.delta,
-                "mechanism": release.mechanism,
-                "noise_std_kwh": release.noise_std_kwh,
-                "sensitivity_kwh": release.sensitivity_kwh,
-                "clip_kwh": [release.lower_kwh, release.upper_kwh],
-                "adjacency": release.adjacency,
-            }
+            releases[name] = release.describe()
         else:
             d = disclose_profile(x, rule)
             values[name] = np.asarray(d.value, dtype=np.float64)

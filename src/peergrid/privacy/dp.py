@@ -261,6 +261,18 @@ class DpRelease:
     def n_slots(self) -> int:
         return int(self.total_kwh.shape[0])
 
+    def describe(self) -> dict[str, object]:
+        """The release's parameters, JSON-ready (what privacy.json records of it)."""
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "mechanism": self.mechanism,
+            "noise_std_kwh": self.noise_std_kwh,
+            "sensitivity_kwh": self.sensitivity_kwh,
+            "clip_kwh": [self.lower_kwh, self.upper_kwh],
+            "adjacency": self.adjacency,
+        }
+
 
 def noise_std_kwh(noise_scale_kwh: float, mechanism: Mechanism) -> float:
     """Standard deviation of the noise of one slot [kWh]: √2·b for Laplace, σ for Gaussian."""
