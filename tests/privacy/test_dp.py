@@ -390,3 +390,24 @@ def test_utility_curve_matches_actual_releases(
     errors = np.concatenate([r.total_kwh - truth for r in releases])
     assert float(np.sqrt(np.mean(errors**2))) == pytest.approx(curve.rmse_kwh[0], rel=0.08)
     assert float(np.mean(np.abs(errors))) == pytest.approx(curve.mae_kwh[0], rel=0.08)
+
+
+def test_laplace_utility_curve_without_opendp_equals_the_calibrated_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lean install (no `privacy` extra) still shows the report's Laplace utility curve: the
+    textbook scale Δ₁/ε, which is OpenDP's calibration up to an ulp."""
+    import sys
+
+    from peergrid.privacy.dp import release_profile, utility_curve
+
+    x = np.random.default_rng(5).uniform(0, 1, (48, 12))
+    with_opendp = utility_curve(x, lower_kwh=0.0, upper_kwh=1.0, mechanism="laplace")
+    monkeypatch.setitem(sys.modules, "opendp.prelude", None)  # import now fails
+    without = utility_curve(x, lower_kwh=0.0, upper_kwh=1.0, mechanism="laplace")
+    np.testing.assert_allclose(without.noise_scale_kwh, with_opendp.noise_scale_kwh, rtol=1e-12)
+    np.testing.assert_allclose(without.relative_rmse, with_opendp.relative_rmse, rtol=1e-12)
+    with pytest.raises(ImportError, match="privacy"):
+        release_profile(x, epsilon=1.0, lower_kwh=0.0, upper_kwh=1.0, mechanism="laplace")
+    with pytest.raises(ImportError):
+        utility_curve(x, lower_kwh=0.0, upper_kwh=1.0, mechanism="gaussian", delta=1e-6)

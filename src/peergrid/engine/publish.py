@@ -57,7 +57,7 @@ class Publication:
             sensitivity, clip), empty without DP.
         budget: the run's privacy budget after the releases (nothing spent without DP).
         utility: the utility-versus-ε table of the community-demand profile (operator only), or
-            None when OpenDP (the `privacy` extra) is not installed.
+            None when it would need OpenDP (a Gaussian curve) and OpenDP is not installed.
     """
 
     method: str
@@ -95,14 +95,6 @@ class Publication:
         doc: dict[str, Any] = {"version": 1, **self.summary(), "releases": self.releases}
         doc["budget"] = self.budget.to_dict()
         return json.dumps(doc, indent=2) + "\n"
-
-
-def _dp_available() -> bool:
-    try:
-        import peergrid.privacy.dp  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def publish(series: Mapping[str, FloatArray], spec: PrivacySpec, dt_h: float) -> Publication:
@@ -144,19 +136,21 @@ def publish(series: Mapping[str, FloatArray], spec: PrivacySpec, dt_h: float) ->
             d = disclose_profile(x, rule)
             values[name] = np.asarray(d.value, dtype=np.float64)
             status[name] = np.asarray(d.reason, dtype=np.int8)
-    utility = None
-    if _dp_available():
-        from peergrid.privacy.dp import utility_curve
+    from peergrid.privacy.dp import utility_curve
 
-        delta = spec.delta if spec.mechanism == "gaussian" else 0.0
+    utility = None
+    delta = spec.delta if spec.mechanism == "gaussian" else 0.0
+    try:
         curve = utility_curve(
             series["demand_kwh"],
             lower_kwh=0.0,
             upper_kwh=upper,
             mechanism=spec.mechanism,
-            delta=delta if delta > 0 else (1e-6 if spec.mechanism == "gaussian" else 0.0),
+            delta=delta if delta > 0 or spec.mechanism == "laplace" else 1e-6,
         )
         utility = curve.to_frame()
+    except ImportError:  # a Gaussian curve needs OpenDP (the `privacy` extra)
+        utility = None
     return Publication(
         "dp" if spec.dp else "disclosure", values, status, counts, rule, releases, budget, utility
     )

@@ -47,12 +47,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from peergrid.privacy.budget import BudgetExceeded, Mechanism, PrivacyBudget
 
-try:
-    import opendp.prelude as dp
-except ImportError as exc:  # pragma: no cover - the privacy extra is installed in CI
-    raise ImportError(
-        "peergrid.privacy.dp needs OpenDP: install peergrid with the 'privacy' extra"
-    ) from exc
+
+def _opendp() -> Any:
+    """OpenDP's prelude (the `privacy` extra); imported when a measurement is built."""
+    try:
+        import opendp.prelude as dp
+    except ImportError as exc:
+        raise ImportError(
+            "peergrid.privacy.dp needs OpenDP for releases: install peergrid with the "
+            "'privacy' extra"
+        ) from exc
+    return dp
+
 
 FloatArray = NDArray[np.float64]
 
@@ -174,6 +180,7 @@ def clipped_total_kwh(values_tp: ArrayLike, lower_kwh: float, upper_kwh: float) 
 def _measurement(n_slots: int, scale: float, mechanism: Mechanism, delta: float) -> Any:
     """OpenDP measurement adding noise of `scale` to a float T-vector; its map takes the
     sensitivity to ε (Laplace) or to (ε, δ) (Gaussian at fixed δ)."""
+    dp = _opendp()
     dp.enable_features("contrib")
     domain = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=n_slots)
     if mechanism == "laplace":
@@ -212,6 +219,7 @@ def noise_scale_kwh(
     _check_epsilon(epsilon)
     _check_mechanism(mechanism, delta)
     d_out: float | tuple[float, float] = epsilon if mechanism == "laplace" else (epsilon, delta)
+    dp = _opendp()
     scale = float(
         dp.binary_search_param(
             lambda s: _measurement(n_slots, s, mechanism, delta),
@@ -428,6 +436,22 @@ def _expected_abs_error(bias: FloatArray, scale: float, mechanism: Mechanism) ->
     return scale * math.sqrt(2.0 / math.pi) * np.exp(-(z**2)) + a * erf_z
 
 
+def _curve_scale(
+    sensitivity_kwh: float, n_slots: int, epsilon: float, delta: float, mechanism: Mechanism
+) -> float:
+    """The noise scale of a release, for the utility curve: OpenDP's calibration, or without
+    OpenDP installed the textbook Laplace scale Δ₁/ε, which OpenDP's equals up to an ulp
+    (tested). Gaussian needs OpenDP."""
+    try:
+        return noise_scale_kwh(
+            sensitivity_kwh, n_slots=n_slots, epsilon=epsilon, delta=delta, mechanism=mechanism
+        )
+    except ImportError:
+        if mechanism != "laplace":
+            raise
+        return sensitivity_kwh / epsilon
+
+
 def utility_curve(
     values_tp: ArrayLike,
     epsilons: ArrayLike = DEFAULT_EPSILONS,
@@ -470,14 +494,7 @@ def utility_curve(
     true_total = x.sum(axis=1)
     bias = clipped - true_total
     sensitivity = profile_sensitivity_kwh(n_slots, lower_kwh, upper_kwh, mechanism, adjacency)
-    scales = np.array(
-        [
-            noise_scale_kwh(
-                sensitivity, n_slots=n_slots, epsilon=float(e), delta=delta, mechanism=mechanism
-            )
-            for e in eps
-        ]
-    )
+    scales = np.array([_curve_scale(sensitivity, n_slots, float(e), delta, mechanism) for e in eps])
     stds = np.array([noise_std_kwh(float(s), mechanism) for s in scales])
     bias_ms = float(np.mean(bias**2))
     rmse = np.sqrt(bias_ms + stds**2)
