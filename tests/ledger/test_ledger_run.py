@@ -131,6 +131,7 @@ def _sql(path: Path, statement: str, *params: object) -> None:
         "head_signature",
         "delete_last_head",
         "meta_key",
+        "meta_version",
         "compressed_byte",
         "lengths",
     ],
@@ -171,6 +172,8 @@ def test_structural_tampering_is_found(
     elif tamper == "meta_key":
         other = public_bytes(operator_key(999))
         _sql(path, "UPDATE meta SET value = ? WHERE key = 'operator_public_key'", other)
+    elif tamper == "meta_version":
+        _sql(path, "UPDATE meta SET value = ? WHERE key = 'format_version'", b"2")
     elif tamper == "compressed_byte":
         bad = bytearray(data)
         bad[len(bad) // 2] ^= 0x10

@@ -4,16 +4,20 @@ under every later head, every two heads are consistent, and the file verifies.""
 
 from __future__ import annotations
 
+import itertools
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from peergrid.ledger import encoding as enc
+from peergrid.ledger import store
 from peergrid.ledger.keys import operator_key, participant_keys, public_bytes
 from peergrid.ledger.log import Ledger, OrderRejected
 from peergrid.ledger.merkle import (
@@ -24,7 +28,7 @@ from peergrid.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from peergrid.ledger.verify import verify_ledger
+from peergrid.ledger.verify import LedgerInvalid, verify_ledger
 
 N_P = 3
 LEDGER_ID = b"\x05" * 16
@@ -114,8 +118,33 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.ledger.close(self.slot)
-        rep = verify_ledger(self.path)
+        rep = verify_ledger(self.path, workers=1)
         assert rep.entries == len(self.entries)
+        # every entry has an inclusion proof under the last head
+        leaves = self._leaves()
+        size = len(leaves)
+        top = root(leaves)
+        for k in range(size):
+            assert verify_inclusion(leaves[k], k, size, inclusion_proof(leaves, k, size), top)
+        # and a changed byte anywhere in the stored entries is found
+        conn = sqlite3.connect(self.path)
+        first, n, lengths, data = conn.execute(
+            "SELECT first, n, lengths, data FROM blocks ORDER BY first DESC LIMIT 1"
+        ).fetchone()
+        raw = bytearray(b"".join(store.unpack_block(n, lengths, data)))
+        raw[(7 * size) % len(raw)] ^= 0x20
+        sizes = np.frombuffer(lengths, dtype=">u4").tolist()
+        cut = np.cumsum([0, *sizes]).tolist()
+        entries = [bytes(raw[a:b]) for a, b in itertools.pairwise(cut)]
+        new_lengths, new_data = store.pack_block(entries)
+        conn.execute(
+            "UPDATE blocks SET lengths = ?, data = ? WHERE first = ?",
+            (new_lengths, new_data, first),
+        )
+        conn.commit()
+        conn.close()
+        with pytest.raises(LedgerInvalid):
+            verify_ledger(self.path, workers=1)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

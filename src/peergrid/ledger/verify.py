@@ -318,6 +318,10 @@ class _Checker:
             raise LedgerInvalid(0, "meta's operator key is not the GENESIS's")
         if meta.get("ledger_id") != g.ledger_id:
             raise LedgerInvalid(0, "meta's ledger id is not the GENESIS's")
+        if meta.get("format_version") != str(enc.FORMAT_VERSION).encode():
+            raise LedgerInvalid(0, "meta's format version is not the entries' version")
+        if set(meta) != {"format_version", "ledger_id", "operator_public_key"}:
+            raise LedgerInvalid(0, f"meta has unexpected keys {sorted(meta)}")
         self.genesis = g
         self.rejected_keys = [load_public_key(k) for k in g.public_keys]
         load_public_key(g.operator_public_key)
