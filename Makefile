@@ -1,6 +1,6 @@
 # peergrid — the two set-up commands:
 #   make demo   create .venv, install peergrid (lean: no dev tools), run the built-in demo
-#   make test   install the dev, network, ml and privacy extras, then lint (ruff, import contracts),
+#   make test   install the dev, network, ml, privacy and server extras, then lint (ruff, import contracts),
 #               type-check (mypy) and test (pytest)
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +18,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
-	$(BIN)/python -m pip install --quiet -e ".[dev,network,ml,privacy]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,network,ml,privacy,server]"
 	touch $@
 
 demo: $(VENV)/.stamp-base

@@ -459,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     from peergrid.cli_privacy import add_parser as add_privacy_parser
 
     add_privacy_parser(sub)
+    from peergrid.cli_admin import add_parser as add_admin_parser
+
+    add_admin_parser(sub)
     return parser
 
 

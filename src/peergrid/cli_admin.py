@@ -1,0 +1,95 @@
+"""`peergrid admin …`: the operator's registry of participants on the live platform's
+database (`--db`, default a SQLite file `peergrid.db`; PostgreSQL with `postgresql://…`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from peergrid.errors import InputError
+
+
+def _need_server_extra() -> None:
+    try:
+        import alembic  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ImportError as e:
+        raise InputError(
+            f"the live platform needs the 'server' extra: pip install 'peergrid[server]' ({e})"
+        ) from e
+
+
+def _engine(url: str) -> Any:
+    from sqlalchemy.exc import OperationalError
+
+    from peergrid.server.db import engine_for, migrate
+
+    engine = engine_for(url)
+    try:
+        migrate(engine)
+    except OperationalError as e:
+        engine.dispose()
+        reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+        raise InputError(f"cannot open the database: {reason}", source="--db") from e
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def cmd_add(args: argparse.Namespace, console: Console) -> int:
+    _need_server_extra()
+    from peergrid.server.admin import add_participant
+
+    engine = _engine(args.db)
+    try:
+        reg = add_participant(engine, args.name, args.role, args.public_key)
+    finally:
+        engine.dispose()
+    console.print(f"added {reg.name} ({reg.role}) as #{reg.id}", soft_wrap=True)
+    console.print(f"API token (shown once, keep it secret): {reg.token}", soft_wrap=True)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    _need_server_extra()
+    from peergrid.server.admin import list_participants
+
+    engine = _engine(args.db)
+    try:
+        rows = list_participants(engine)
+    finally:
+        engine.dispose()
+    table = Table("id", "name", "role", "public key", "added (UTC)")
+    for r in rows:
+        key = str(r["public_key"])
+        table.add_row(
+            str(r["id"]),
+            str(r["name"]),
+            str(r["role"]),
+            key[:16] + ("…" if key else ""),
+            str(r["created_at"])[:19],
+        )
+    console.print(table)
+    console.print(f"{len(rows)} accounts")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """The `admin` command and its subcommands."""
+    from peergrid.server.constants import DEFAULT_URL, ROLES
+
+    adm = sub.add_parser("admin", help="the live platform's participants (operator)")
+    asub = adm.add_subparsers(dest="admin_command", required=True)
+    a = asub.add_parser("add-participant", help="register an account and print its API token")
+    a.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
+    a.add_argument("--name", required=True)
+    a.add_argument("--role", choices=ROLES, default="participant")
+    a.add_argument("--public-key", help="Ed25519 public key, hex of 32 bytes (participants)")
+    a.set_defaults(func=cmd_add)
+    ls = asub.add_parser("list", help="list the accounts (no tokens)")
+    ls.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
+    ls.set_defaults(func=cmd_list)
