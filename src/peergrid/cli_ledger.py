@@ -194,13 +194,13 @@ def _slots(spec: str | None) -> tuple[int, int] | None:
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     path = _ledger_path(args.run_dir)
     slots = _slots(args.slot)
-    conn = store.open_readonly(path)
+    st = store.SqliteStore.open(path)
     shown = 0
     try:
         genesis: enc.Genesis | None = None
         who: int | None = None
-        heads = {size: slot for size, slot, _, _ in store.heads(conn)}
-        for idx, data in store.iter_entries(conn):
+        heads = {size: slot for size, slot, _, _ in st.heads()}
+        for idx, data in store.iter_entries(st):
             kind, slot, r = enc.read_header(data)
             if genesis is None:
                 genesis = enc.read_genesis(enc.read_header(data)[2])
@@ -239,7 +239,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]unreadable[/]: {e} (run `peergrid ledger verify`)")
         return 1
     finally:
-        conn.close()
+        st.close()
     if not shown:
         console.print("no entries match")
     return 0

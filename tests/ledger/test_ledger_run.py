@@ -207,9 +207,9 @@ def test_inclusion_and_consistency_proofs(run_ledger: tuple[Path, object]) -> No
             check_proof({**doc, field: value})
     with pytest.raises(ProofInvalid):
         check_proof(doc, operator_public_key=public_bytes(operator_key(999)))
-    conn = store.open_readonly(path)
-    sizes = [h[0] for h in store.heads(conn)]
-    conn.close()
+    st = store.SqliteStore.open(path)
+    sizes = [h[0] for h in st.heads()]
+    st.close()
     for old in (sizes[0], sizes[len(sizes) // 3], sizes[-2]):
         c = prove_consistency(path, old)
         assert check_proof(c).startswith("consistent")

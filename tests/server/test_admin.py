@@ -19,13 +19,15 @@ def test_migrations_create_and_remove_the_schema(db_url: str) -> None:
     engine = engine_for(db_url)
     assert current_revision(engine) is None
     migrate(engine)
-    assert current_revision(engine) == "0001"
-    assert "participants" in inspect(engine).get_table_names()
+    assert current_revision(engine) == "0002"
+    assert {"participants", "ledger_blocks", "ledger_heads"} <= set(
+        inspect(engine).get_table_names()
+    )
     migrate(engine)  # idempotent
     downgrade(engine, "base")
     assert "participants" not in inspect(engine).get_table_names()
     migrate(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     engine.dispose()
 
 

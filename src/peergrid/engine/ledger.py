@@ -34,6 +34,7 @@ from peergrid.ledger import encoding as enc
 from peergrid.ledger.keys import load_public_key, operator_key, participant_keys, public_bytes
 from peergrid.ledger.log import Ledger, ledger_id_for, order_problem
 from peergrid.ledger.postings import Accrual
+from peergrid.ledger.store import LedgerStore
 from peergrid.markets.base import OrderBook
 from peergrid.settlement.slot import SlotSettlement
 
@@ -151,14 +152,15 @@ class RunLedger:
     @classmethod
     def create(
         cls,
-        path: str | Path,
+        path: str | Path | LedgerStore,
         community: Community,
         mechanism: str,
         rule: str,
         workers: int | None = None,
     ) -> RunLedger:
-        """A new ledger file at `path` for a run of `community`; `workers` processes sign and
-        check the orders of long runs (default: one per core; 1: this process)."""
+        """A new ledger for a run of `community`, in a new file at `path` or an empty store;
+        `workers` processes sign and check the orders of long runs (default: one per core; 1:
+        this process)."""
         t0 = time.perf_counter()
         sc = community.scenario
         grid = community.grid

@@ -31,6 +31,7 @@ from peergrid.engine.feed import ForecastFeed
 from peergrid.engine.loop import ProgressFn, Recorded, run_lifecycle, run_realtime
 from peergrid.engine.result import SimulationResult
 from peergrid.forecast.base import Forecaster, PreparesIssues
+from peergrid.ledger.store import LedgerStore
 from peergrid.markets.base import CoreChecked, ImposesPolicy, PeriodSettled
 from peergrid.markets.gate import (
     GateSchedule,
@@ -158,7 +159,7 @@ def simulate(
     on_progress: ProgressFn | None = None,
     community: Community | None = None,
     twin: bool = True,
-    ledger_path: str | Path | None = None,
+    ledger_path: str | Path | LedgerStore | None = None,
 ) -> SimulationResult:
     """Simulate a scenario under its market (or `market`) and forecaster (or `forecast`),
     against the no-P2P baseline and, unless `twin` is False or the forecasts are perfect,
@@ -166,7 +167,8 @@ def simulate(
 
     `community` reuses the arrays of an earlier run of the same scenario (as `compare` does), so
     that designs are compared on identical data. `ledger_path`: write the run's ledger there
-    (a new SQLite file, `engine.ledger`); the run directory's writer moves it in.
+    (a new SQLite file, `engine.ledger`, which the run directory's writer moves in; or an empty
+    `LedgerStore`, e.g. the live platform's database).
     """
     t0 = time.perf_counter()
     resolved = resolve_full(scenario, market, forecast)
@@ -395,7 +397,7 @@ def simulate(
         participants=participants,
         extra={
             **({} if network_out is None else {"network": network_out}),
-            **({} if ledger_path is None else {"ledger_path": Path(ledger_path)}),
+            **({"ledger_path": Path(ledger_path)} if isinstance(ledger_path, str | Path) else {}),
             "publication": publication,
         },
     )

@@ -15,16 +15,15 @@ Appending is O(log n) per entry (`merkle.MerkleAccumulator`); nothing is read ba
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from peergrid.ledger import encoding as enc
-from peergrid.ledger import store
 from peergrid.ledger.keys import load_public_key, public_bytes, verify
 from peergrid.ledger.merkle import MerkleAccumulator
+from peergrid.ledger.store import LedgerStore, SqliteStore, pack_block
 
 _LEAF_PREFIX = b"\x00"
 
@@ -89,11 +88,11 @@ class Ledger:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        store: LedgerStore,
         genesis: enc.Genesis,
         operator_key: Ed25519PrivateKey,
     ) -> None:
-        self._conn = conn
+        self._store = store
         self.genesis = genesis
         self._operator = operator_key
         self._keys = [load_public_key(k) for k in genesis.public_keys]
@@ -109,7 +108,7 @@ class Ledger:
     @classmethod
     def create(
         cls,
-        path: str | Path,
+        target: str | Path | LedgerStore,
         *,
         operator_key: Ed25519PrivateKey,
         ledger_id: bytes,
@@ -122,8 +121,9 @@ class Ledger:
         names: Sequence[str],
         public_keys: Sequence[bytes],
     ) -> Ledger:
-        """A new ledger whose first entry is its GENESIS."""
-        conn = store.create(path)
+        """A new ledger whose first entry is its GENESIS, in a new SQLite file at `target` or
+        in an empty store."""
+        st = target if isinstance(target, LedgerStore) else SqliteStore.create(target)
         op = public_bytes(operator_key)
         body = enc.genesis_body(
             ledger_id,
@@ -138,15 +138,14 @@ class Ledger:
             list(public_keys),
         )
         genesis = enc.read_genesis(enc.Reader(body))
-        conn.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?)",
-            [
-                ("format_version", str(enc.FORMAT_VERSION).encode()),
-                ("ledger_id", ledger_id),
-                ("operator_public_key", op),
-            ],
+        st.put_meta(
+            {
+                "format_version": str(enc.FORMAT_VERSION).encode(),
+                "ledger_id": ledger_id,
+                "operator_public_key": op,
+            }
         )
-        ledger = cls(conn, genesis, operator_key)
+        ledger = cls(st, genesis, operator_key)
         ledger.append(enc.entry(enc.Kind.GENESIS, -1, body))
         return ledger
 
@@ -250,7 +249,7 @@ class Ledger:
         head = enc.tree_head(self.genesis.ledger_id, self._tree.size, slot, self._tree.root())
         signature = self._operator.sign(head)
         if self._pending:
-            lengths, data = store.pack_block(self._pending)
+            lengths, data = pack_block(self._pending)
             self._blocks.append((self._first, len(self._pending), lengths, data))
             self.bytes_written += len(data) + len(lengths)
             self._first += len(self._pending)
@@ -263,14 +262,7 @@ class Ledger:
         return head
 
     def _write(self) -> None:
-        self._conn.executemany(
-            "INSERT INTO blocks (first, n, lengths, data) VALUES (?, ?, ?, ?)", self._blocks
-        )
-        self._conn.executemany(
-            "INSERT INTO heads (tree_size, slot, head, signature) VALUES (?, ?, ?, ?)",
-            self._heads,
-        )
-        self._conn.commit()
+        self._store.write(self._blocks, self._heads)
         self._blocks, self._heads = [], []
 
     def close(self, slot: int | None = None) -> None:
@@ -278,6 +270,4 @@ class Ledger:
         if self._pending:
             self.sign_head(-1 if slot is None else slot)
         self._write()
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._conn.execute("PRAGMA journal_mode = DELETE")
-        self._conn.close()
+        self._store.close()

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from peergrid.ledger import encoding as enc
-from peergrid.ledger import store
 from peergrid.ledger.keys import load_public_key, verify
 from peergrid.ledger.merkle import (
     consistency_proof,
@@ -32,16 +31,17 @@ from peergrid.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from peergrid.ledger.store import LedgerStore, iter_entries, open_store
 
 
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode("ascii")
 
 
-def _leaves_and_entry(conn: Any, entry: int | None) -> tuple[list[bytes], bytes | None]:
+def _leaves_and_entry(st: LedgerStore, entry: int | None) -> tuple[list[bytes], bytes | None]:
     leaves: list[bytes] = []
     payload = None
-    for i, data in store.iter_entries(conn):
+    for i, data in iter_entries(st):
         leaves.append(leaf_hash(data))
         if i == entry:
             payload = data
@@ -61,20 +61,23 @@ def _head_for(
     raise ValueError(f"no signed tree head of size {size}")
 
 
-def prove(path: str | Path, entry: int, tree_size: int | None = None) -> dict[str, Any]:
+def prove(
+    path: str | Path | LedgerStore, entry: int, tree_size: int | None = None
+) -> dict[str, Any]:
     """An inclusion proof of `entry` against the signed head of `tree_size` (default: the
     latest).
 
     Raises:
         ValueError: no such entry or tree head, or the entry is not in that tree.
     """
-    conn = store.open_readonly(path)
+    st = open_store(path)
     try:
-        meta = store.meta(conn)
-        head = _head_for(store.heads(conn), tree_size)
-        leaves, payload = _leaves_and_entry(conn, entry)
+        meta = st.meta()
+        head = _head_for(st.heads(), tree_size)
+        leaves, payload = _leaves_and_entry(st, entry)
     finally:
-        conn.close()
+        if st is not path:
+            st.close()
     size, _, head_bytes, signature = head
     if payload is None or not 0 <= entry < size:
         raise ValueError(f"entry {entry} is not in the tree of size {size}")
@@ -96,19 +99,20 @@ def prove(path: str | Path, entry: int, tree_size: int | None = None) -> dict[st
 
 
 def prove_consistency(
-    path: str | Path, old_size: int, new_size: int | None = None
+    path: str | Path | LedgerStore, old_size: int, new_size: int | None = None
 ) -> dict[str, Any]:
     """A consistency proof between the signed heads of `old_size` and `new_size` (default: the
     latest)."""
-    conn = store.open_readonly(path)
+    st = open_store(path)
     try:
-        meta = store.meta(conn)
-        heads = store.heads(conn)
+        meta = st.meta()
+        heads = st.heads()
         old = _head_for(heads, old_size)
         new = _head_for(heads, new_size)
-        leaves, _ = _leaves_and_entry(conn, None)
+        leaves, _ = _leaves_and_entry(st, None)
     finally:
-        conn.close()
+        if st is not path:
+            st.close()
     if old[0] > new[0]:
         raise ValueError(f"the old tree ({old[0]}) is larger than the new one ({new[0]})")
     old_root = enc.read_tree_head(bytes(old[2]))[3]

@@ -21,7 +21,6 @@ anywhere in a block or a head changes a leaf, a root or a signed message and is 
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +124,9 @@ class _Signatures:
             self._pool = None
 
 
-def verify_ledger(path: str | Path, workers: int | None = None, batch: int = 8192) -> VerifyReport:
+def verify_ledger(
+    path: str | Path | store.LedgerStore, workers: int | None = None, batch: int = 8192
+) -> VerifyReport:
     """Check everything (module docstring).
 
     `workers`: processes that check the signatures (default: the machine's cores), in batches
@@ -136,17 +137,18 @@ def verify_ledger(path: str | Path, workers: int | None = None, batch: int = 819
         FileNotFoundError: no ledger at `path`.
     """
     t0 = time.perf_counter()
-    conn = store.open_readonly(path)
+    st = store.open_store(path)
     try:
         n = (os.cpu_count() or 1) if workers is None else workers
-        report = _verify(conn, n, batch)
+        report = _verify(st, n, batch)
     finally:
-        conn.close()
+        if st is not path:
+            st.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _verify(conn: sqlite3.Connection, workers: int, batch: int) -> VerifyReport:
+def _verify(conn: store.LedgerStore, workers: int, batch: int) -> VerifyReport:
     """The pass, with the signatures checked alongside it: the first failure wins."""
     checker = _Checker(workers, batch)
     try:
@@ -204,23 +206,23 @@ class _Checker:
             return LedgerInvalid(index, "tree head: bad operator signature")
         return LedgerInvalid(index, "ORDERS: bad signature on the participant's order message")
 
-    def scan(self, conn: sqlite3.Connection) -> VerifyReport:
+    def scan(self, conn: store.LedgerStore) -> VerifyReport:
         try:
-            meta = store.meta(conn)
-            heads = store.heads(conn)
-        except sqlite3.DatabaseError as e:
-            raise LedgerInvalid(None, f"not a readable ledger database ({e})") from e
+            meta = conn.meta()
+            heads = conn.heads()
+        except store.StoreError as e:
+            raise LedgerInvalid(None, str(e)) from e
         rep, tree = self.rep, self.tree
         hi = 0
         expected = 0
         try:
-            for first, n, lengths, data in store.iter_blocks(conn):
+            for first, n, lengths, data in conn.iter_blocks():
                 if first != expected:
                     raise LedgerInvalid(
                         expected, f"missing: the next stored block starts at entry {first}"
                     )
                 try:
-                    entries = store.unpack_block(n, lengths, data)
+                    entries = store.unpack_block(n, bytes(lengths), bytes(data))
                 except ValueError as e:
                     raise LedgerInvalid(first, f"block malformed: {e}") from e
                 for i, data_i in enumerate(entries):
@@ -236,8 +238,8 @@ class _Checker:
                             idx, f"a tree head of size {heads[hi][0]} is out of order"
                         )
                 expected = first + n
-        except sqlite3.DatabaseError as e:
-            raise LedgerInvalid(None, f"database unreadable ({e})") from e
+        except store.StoreError as e:
+            raise LedgerInvalid(None, str(e)) from e
         rep.entries = tree.size
         if self.genesis is None:
             raise LedgerInvalid(None, "the ledger is empty")

@@ -7,6 +7,7 @@ Units and conventions as in docs/nomenclature.md; instants are UTC.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 
 from peergrid.server.constants import ROLES
 
-__all__ = ["ROLES", "metadata", "participants"]
+__all__ = ["ROLES", "ledger_blocks", "ledger_heads", "ledger_meta", "metadata", "participants"]
 
 metadata = MetaData()
 
@@ -39,4 +40,29 @@ participants = Table(
         "role IN ('participant', 'operator', 'network-operator')", name="ck_participants_role"
     ),
     CheckConstraint("role <> 'participant' OR public_key IS NOT NULL", name="ck_participants_key"),
+)
+
+
+# The community's ledger (`ledger.store`: the same three tables as a run's ledger.sqlite)
+ledger_meta = Table(
+    "ledger_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
+ledger_blocks = Table(
+    "ledger_blocks",
+    metadata,
+    Column("first", BigInteger, primary_key=True, autoincrement=False),
+    Column("n", Integer, nullable=False),
+    Column("lengths", LargeBinary, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+ledger_heads = Table(
+    "ledger_heads",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("slot", BigInteger, nullable=False),
+    Column("head", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
 )
