@@ -1,5 +1,6 @@
-"""`peergrid admin …`: the operator's registry of participants on the live platform's
-database (`--db`, default a SQLite file `peergrid.db`; PostgreSQL with `postgresql://…`)."""
+"""The live platform's commands: `peergrid admin …` (the operator's registry of participants)
+and `peergrid serve` (the HTTP API), on the platform's database (`--db`, default a SQLite file
+`peergrid.db`; PostgreSQL with `postgresql://…`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from rich.table import Table
 from peergrid.errors import InputError
 
 
-def _need_server_extra() -> None:
+def _need_server_extra(web: bool = False) -> None:
     try:
         import alembic  # noqa: F401
         import sqlalchemy  # noqa: F401
+
+        if web:
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
     except ImportError as e:
         raise InputError(
             f"the live platform needs the 'server' extra: pip install 'peergrid[server]' ({e})"
@@ -78,6 +83,25 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    _need_server_extra(web=True)
+    import uvicorn
+
+    from peergrid.server.app import create_app
+
+    engine = _engine(args.db)
+    try:
+        console.print(
+            f"peergrid serving {engine.dialect.name} database on http://{args.host}:{args.port} "
+            "(OpenAPI at /openapi.json)",
+            soft_wrap=True,
+        )
+        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """The `admin` command and its subcommands."""
     from peergrid.server.constants import DEFAULT_URL, ROLES
@@ -93,3 +117,8 @@ def add_parser(sub: Any) -> None:
     ls = asub.add_parser("list", help="list the accounts (no tokens)")
     ls.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
     ls.set_defaults(func=cmd_list)
+    sv = sub.add_parser("serve", help="the live platform's HTTP API (in progress)")
+    sv.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=cmd_serve)
