@@ -450,6 +450,41 @@ def ev_v2h_floor_kwh(
     )
 
 
+def home_ev_dispatch(
+    c: Constants,
+    soc_kwh: FloatArray,
+    charge_request_kwh: FloatArray,
+    discharge_request_kwh: FloatArray,
+    plugged: BoolArray,
+    slots_to_departure: IntArray,
+) -> StorageFlows:
+    """`ev.dispatch` of every EV within its limits (the run's constants), as requested but
+    charging at least the deadline minimum (`ev.min_charge_kwh`) and not discharging while that
+    minimum is positive, never below the v2h floor (`ev_v2h_floor_kwh`)."""
+    power = c.ev_power_kw * plugged
+    min_charge = ev.min_charge_kwh(
+        soc_kwh,
+        c.ev_target_kwh,
+        power_kw=power,
+        efficiency_charge=c.ev_eta_c,
+        slots_to_departure=slots_to_departure,
+        dt_h=c.dt_h,
+    )
+    return ev.dispatch(
+        soc_kwh,
+        np.maximum(charge_request_kwh, min_charge),
+        np.where(min_charge > 0.0, 0.0, discharge_request_kwh),
+        plugged=plugged,
+        v2h=c.ev_v2h,
+        capacity_kwh=c.ev_capacity_kwh,
+        floor_kwh=ev_v2h_floor_kwh(c, power, slots_to_departure),
+        power_kw=c.ev_power_kw,
+        efficiency_charge=c.ev_eta_c,
+        efficiency_discharge=c.ev_eta_d,
+        dt_h=c.dt_h,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Thermal
 

@@ -45,7 +45,7 @@ from typing import ClassVar, Literal, Self
 import numpy as np
 from pydantic import Field, model_validator
 
-from peergrid.assets import ev, shiftable, thermal
+from peergrid.assets import shiftable, thermal
 from peergrid.assets.params import AssetParams, FloatArray, IntArray
 from peergrid.coordination.network import NetworkConstraints
 from peergrid.coordination.problem import ScheduleOptions, ScheduleProblem
@@ -56,8 +56,8 @@ from peergrid.ems.common import (
     Constants,
     build_constants,
     ev_arrival,
-    ev_v2h_floor_kwh,
     home_battery_dispatch,
+    home_ev_dispatch,
     thermal_terms,
 )
 
@@ -422,34 +422,15 @@ class Coordinated:
 
         # EV: towards the planned state, never below the deadline minimum or the v2h floor
         plugged = inputs.ev_plugged
-        ev_power = c.ev_power_kw * plugged
         slots_left = departure - t
         delta = plan.ev_soc_kwh[r + 1] - soc_ev
-        min_charge = ev.min_charge_kwh(
+        car = home_ev_dispatch(
+            c,
             soc_ev,
-            c.ev_target_kwh,
-            power_kw=ev_power,
-            efficiency_charge=c.ev_eta_c,
-            slots_to_departure=slots_left,
-            dt_h=dt_h,
-        )
-        charge_req = np.maximum(_clean(np.maximum(delta, 0.0) / c.ev_eta_c), min_charge)
-        discharge_req = np.where(
-            min_charge > 0.0, 0.0, _clean(np.maximum(-delta, 0.0) * c.ev_eta_d)
-        )
-        floor = ev_v2h_floor_kwh(c, ev_power, slots_left)
-        car = ev.dispatch(
-            soc_ev,
-            charge_req,
-            discharge_req,
-            plugged=plugged,
-            v2h=c.ev_v2h,
-            capacity_kwh=c.ev_capacity_kwh,
-            floor_kwh=floor,
-            power_kw=c.ev_power_kw,
-            efficiency_charge=c.ev_eta_c,
-            efficiency_discharge=c.ev_eta_d,
-            dt_h=dt_h,
+            _clean(np.maximum(delta, 0.0) / c.ev_eta_c),
+            _clean(np.maximum(-delta, 0.0) * c.ev_eta_d),
+            plugged,
+            slots_left,
         )
 
         lam = float(plan.marginal_price[r])

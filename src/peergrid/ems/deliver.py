@@ -35,8 +35,8 @@ from peergrid.assets.params import AssetParams, BoolArray, FloatArray, IntArray
 from peergrid.ems.base import Dispatch, PhysicalState, SlotInputs
 from peergrid.ems.common import (
     Constants,
-    ev_v2h_floor_kwh,
     home_battery_dispatch,
+    home_ev_dispatch,
     thermal_terms,
 )
 from peergrid.ems.envelope import enforce_envelope
@@ -228,38 +228,15 @@ def _follow_ev(
     planned flows are what the charger does (the plan kept the deadline from that very state);
     otherwise the planned flows are cut to what the actual state allows, the deadline first."""
     p = plan.dispatch
-    dt_h = actual.dt_h
     soc_ev, unserved = ev.apply_trip(physical.ev_soc_kwh, actual.ev_trip_kwh)
     if np.array_equal(physical.ev_soc_kwh, plan.start.ev_soc_kwh) and np.array_equal(
         actual.ev_trip_kwh, plan.ev_trip_kwh
     ):
         planned = StorageFlows(p.ev_charge_kwh, p.ev_discharge_kwh, plan.end.ev_soc_kwh)
         return planned, soc_ev, unserved
-    plugged = actual.ev_plugged
-    ev_power = c.ev_power_kw * plugged
-    min_charge = ev.min_charge_kwh(
-        soc_ev,
-        c.ev_target_kwh,
-        power_kw=ev_power,
-        efficiency_charge=c.ev_eta_c,
-        slots_to_departure=ev_slots_to_departure,
-        dt_h=dt_h,
+    car = home_ev_dispatch(
+        c, soc_ev, p.ev_charge_kwh, p.ev_discharge_kwh, actual.ev_plugged, ev_slots_to_departure
     )
-    floor = ev_v2h_floor_kwh(c, ev_power, ev_slots_to_departure)
-    car = ev.dispatch(
-        soc_ev,
-        np.maximum(p.ev_charge_kwh, min_charge),
-        np.where(min_charge > 0.0, 0.0, p.ev_discharge_kwh),
-        plugged=plugged,
-        v2h=c.ev_v2h,
-        capacity_kwh=c.ev_capacity_kwh,
-        floor_kwh=floor,
-        power_kw=c.ev_power_kw,
-        efficiency_charge=c.ev_eta_c,
-        efficiency_discharge=c.ev_eta_d,
-        dt_h=dt_h,
-    )
-
     return car, soc_ev, unserved
 
 
