@@ -41,7 +41,6 @@ from pydantic import Field, model_validator
 
 from peergrid.markets.base import (
     ClearingResult,
-    Family,
     MarketContext,
     MechanismParams,
     OrderBook,
@@ -49,6 +48,7 @@ from peergrid.markets.base import (
 from peergrid.markets.bilateral.admm import IterationResult
 from peergrid.markets.bilateral.differentiation import Differentiation, PairCost
 from peergrid.markets.bilateral.mechanism import (
+    BilateralMarket,
     BilateralProblem,
     build_problem,
     clear_bilateral,
@@ -293,20 +293,18 @@ def _clear(
     return result
 
 
-class PrivateBilateralMarket:
-    """Differentially private decentralized bilateral market (Laplace-perturbed consensus ADMM)."""
+class PrivateBilateralMarket(BilateralMarket):
+    """Differentially private decentralized bilateral market (Laplace-perturbed consensus ADMM):
+    the bilateral market's wiring (product differentiation, a public `PairCost`) with the
+    private negotiation."""
 
     name: ClassVar[str] = "bilateral-dp"
-    family: ClassVar[Family] = "decentralized"
     description: ClassVar[str] = (
         "Bilateral P2P trading by consensus ADMM in which every peer perturbs the trade "
         "proposals it sends with calibrated Laplace noise: each slot's negotiation is ε-DP for "
         "every peer's limit price and quantity over a fixed number of rounds."
     )
     Params: ClassVar[type[MechanismParams]] = PrivateBilateralParams
-    uses_net_positions: ClassVar[bool] = False
-
-    params: MechanismParams
 
     def __init__(
         self, params: PrivateBilateralParams | None = None, pair_cost: PairCost | None = None
@@ -315,8 +313,7 @@ class PrivateBilateralMarket:
         params: validated parameters (defaults if None).
         pair_cost: optional extra per-edge cost c_nm, public (see `PairCost`).
         """
-        self.params = params if params is not None else PrivateBilateralParams()
-        self._diff = Differentiation.from_params(self.params, pair_cost)
+        super().__init__(params if params is not None else PrivateBilateralParams(), pair_cost)
 
     def clear(self, book: OrderBook, ctx: MarketContext) -> ClearingResult:
         """Clear one slot's book; unfilled energy settles with the retailer outside."""
