@@ -48,19 +48,20 @@ def append_rate(n_orders: int = 4000, n_participants: int = 100) -> float:
 
     keys = participant_keys(1, n_participants)
     with tempfile.TemporaryDirectory() as d:
-        led = Ledger.create(
-            Path(d) / "l.sqlite",
-            operator_key=operator_key(1),
+        op = operator_key(1)
+        genesis = enc.Genesis(
             ledger_id=b"\x00" * 16,
+            operator_public_key=public_bytes(op),
             currency="EUR",
             minor_exponent=2,
             start_unix_s=0,
             slot_seconds=900,
             n_slots=n_orders,
             scenario="bench",
-            names=[f"p{i}" for i in range(n_participants)],
-            public_keys=[public_bytes(k) for k in keys],
+            names=tuple(f"p{i}" for i in range(n_participants)),
+            public_keys=tuple(public_bytes(k) for k in keys),
         )
+        led = Ledger.create(Path(d) / "l.sqlite", operator_key=op, genesis=genesis)
         signed = []
         for i in range(n_orders):
             p = i % n_participants

@@ -219,19 +219,20 @@ def test_inclusion_and_consistency_proofs(run_ledger: tuple[Path, object]) -> No
 
 def _tiny_ledger(tmp_path: Path) -> tuple[Ledger, list[object]]:
     keys = participant_keys(7, 3)
-    led = Ledger.create(
-        tmp_path / "t.sqlite",
-        operator_key=operator_key(7),
+    op = operator_key(7)
+    genesis = enc.Genesis(
         ledger_id=b"\x01" * 16,
+        operator_public_key=public_bytes(op),
         currency="EUR",
         minor_exponent=2,
         start_unix_s=0,
         slot_seconds=900,
         n_slots=4,
         scenario="tiny",
-        names=["a", "b", "c"],
-        public_keys=[public_bytes(k) for k in keys],
+        names=("a", "b", "c"),
+        public_keys=tuple(public_bytes(k) for k in keys),
     )
+    led = Ledger.create(tmp_path / "t.sqlite", operator_key=op, genesis=genesis)
     return led, list(keys)
 
 
@@ -344,3 +345,12 @@ def test_worker_processes_write_the_same_ledger(
     assert pooled["root"] == alone["root"] and pooled["entries"] == alone["entries"]
     assert _blocks(tmp_path / "alone.sqlite") == _blocks(tmp_path / "pooled.sqlite")
     verify_ledger(tmp_path / "pooled.sqlite")
+
+
+def test_the_genesis_names_the_signing_operator(tmp_path: Path) -> None:
+    led, _ = _tiny_ledger(tmp_path)
+    genesis = led.genesis
+    led.close(0)
+    with pytest.raises(ValueError, match="operator key"):
+        Ledger.create(tmp_path / "other.sqlite", operator_key=operator_key(8), genesis=genesis)
+    assert not (tmp_path / "other.sqlite").exists()  # nothing written

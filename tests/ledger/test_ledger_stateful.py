@@ -40,24 +40,22 @@ class LedgerMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp())
         self.path = self.dir / "l.sqlite"
         self.keys = participant_keys(3, N_P)
-        self.ledger = Ledger.create(
-            self.path,
-            operator_key=operator_key(3),
+        op = operator_key(3)
+        genesis = enc.Genesis(
             ledger_id=LEDGER_ID,
+            operator_public_key=public_bytes(op),
             currency="EUR",
             minor_exponent=2,
             start_unix_s=0,
             slot_seconds=900,
             n_slots=100,
             scenario="model",
-            names=[f"p{i}" for i in range(N_P)],
-            public_keys=[public_bytes(k) for k in self.keys],
+            names=tuple(f"p{i}" for i in range(N_P)),
+            public_keys=tuple(public_bytes(k) for k in self.keys),
         )
-        genesis = enc.genesis_body(
-            LEDGER_ID, public_bytes(operator_key(3)), "EUR", 2, 0, 900, 100, "model",
-            [f"p{i}" for i in range(N_P)], [public_bytes(k) for k in self.keys],
-        )  # fmt: skip
-        self.entries: list[bytes] = [enc.entry(enc.Kind.GENESIS, -1, genesis)]  # the model
+        self.ledger = Ledger.create(self.path, operator_key=op, genesis=genesis)
+        # the model: every entry, from the GENESIS on
+        self.entries: list[bytes] = [enc.entry(enc.Kind.GENESIS, -1, genesis.encode())]
         self.heads: list[tuple[int, bytes]] = []
         self.slot = 0
 

@@ -167,18 +167,22 @@ class RunLedger:
         start = int(grid.starts_utc[0].timestamp())
         keys = participant_keys(sc.seed, community.n_participants)
         currency = sc.tariff.currency
+        op = operator_key(sc.seed)
         ledger = Ledger.create(
             path,
-            operator_key=operator_key(sc.seed),
-            ledger_id=ledger_id_for(sc.seed, sc.name, start),
-            currency=currency,
-            minor_exponent=minor_exponent(currency),
-            start_unix_s=start,
-            slot_seconds=round(grid.dt_h * 3600),
-            n_slots=grid.n_slots,
-            scenario=sc.name,
-            names=community.names,
-            public_keys=[public_bytes(k) for k in keys],
+            operator_key=op,
+            genesis=enc.Genesis(
+                ledger_id=ledger_id_for(sc.seed, sc.name, start),
+                operator_public_key=public_bytes(op),
+                currency=currency,
+                minor_exponent=minor_exponent(currency),
+                start_unix_s=start,
+                slot_seconds=round(grid.dt_h * 3600),
+                n_slots=grid.n_slots,
+                scenario=sc.name,
+                names=tuple(community.names),
+                public_keys=tuple(public_bytes(k) for k in keys),
+            ),
         )
         out = cls(ledger, keys, mechanism, rule, community.daily_charge, day_starts(community))
         if workers is None:

@@ -146,35 +146,49 @@ class Postings:
         )
 
 
-def genesis_body(
-    ledger_id: bytes,
-    operator_public_key: bytes,
-    currency: str,
-    minor_exponent: int,
-    start_unix_s: int,
-    slot_seconds: int,
-    n_slots: int,
-    scenario: str,
-    names: list[str],
-    public_keys: list[bytes],
-) -> bytes:
-    """The GENESIS entry's body: the ledger's parameters and the participants' keys."""
-    if len(ledger_id) != LEDGER_ID_SIZE or len(operator_public_key) != 32:
-        raise ValueError("ledger id must have 16 bytes and the operator key 32")
-    out = [
-        ledger_id,
-        operator_public_key,
-        _str(currency),
-        bytes([minor_exponent]),
-        struct.pack(">qII", start_unix_s, slot_seconds, n_slots),
-        _str(scenario),
-        _u32(len(names)),
-    ]
-    for name, key in zip(names, public_keys, strict=True):
-        if len(key) != 32:
-            raise ValueError("a participant's public key must have 32 bytes")
-        out += [_str(name), key]
-    return b"".join(out)
+@dataclass(frozen=True)
+class Genesis:
+    """The GENESIS entry: the ledger's parameters and every participant's public key.
+
+    Attributes:
+        ledger_id: 16 bytes naming the ledger (signed messages carry it).
+        operator_public_key: the operator's Ed25519 key, 32 raw bytes (signs tree heads).
+        currency, minor_exponent: the currency and its ISO 4217 minor-unit exponent.
+        start_unix_s, slot_seconds, n_slots: the slot grid (UTC).
+        scenario: the scenario's name.
+        names, public_keys: every participant's name and Ed25519 key (32 raw bytes), in
+            participant order.
+    """
+
+    ledger_id: bytes
+    operator_public_key: bytes
+    currency: str
+    minor_exponent: int
+    start_unix_s: int
+    slot_seconds: int
+    n_slots: int
+    scenario: str
+    names: tuple[str, ...]
+    public_keys: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        """The GENESIS entry's body."""
+        if len(self.ledger_id) != LEDGER_ID_SIZE or len(self.operator_public_key) != 32:
+            raise ValueError("ledger id must have 16 bytes and the operator key 32")
+        out = [
+            self.ledger_id,
+            self.operator_public_key,
+            _str(self.currency),
+            bytes([self.minor_exponent]),
+            struct.pack(">qII", self.start_unix_s, self.slot_seconds, self.n_slots),
+            _str(self.scenario),
+            _u32(len(self.names)),
+        ]
+        for name, key in zip(self.names, self.public_keys, strict=True):
+            if len(key) != 32:
+                raise ValueError("a participant's public key must have 32 bytes")
+            out += [_str(name), key]
+        return b"".join(out)
 
 
 def order_message(
@@ -454,22 +468,6 @@ def read_postings(r: Reader) -> Postings:
         amount_minor=r.col(_I64, n, "i8"),
         energy_wh=r.col(_I64, n, "i8"),
     )
-
-
-@dataclass(frozen=True)
-class Genesis:
-    """The GENESIS entry, decoded."""
-
-    ledger_id: bytes
-    operator_public_key: bytes
-    currency: str
-    minor_exponent: int
-    start_unix_s: int
-    slot_seconds: int
-    n_slots: int
-    scenario: str
-    names: tuple[str, ...]
-    public_keys: tuple[bytes, ...]
 
 
 def read_genesis(r: Reader) -> Genesis:

@@ -111,37 +111,23 @@ class Ledger:
         target: str | Path | LedgerStore,
         *,
         operator_key: Ed25519PrivateKey,
-        ledger_id: bytes,
-        currency: str,
-        minor_exponent: int,
-        start_unix_s: int,
-        slot_seconds: int,
-        n_slots: int,
-        scenario: str,
-        names: Sequence[str],
-        public_keys: Sequence[bytes],
+        genesis: enc.Genesis,
     ) -> Ledger:
         """A new ledger whose first entry is its GENESIS, in a new SQLite file at `target` or
-        in an empty store."""
-        st = target if isinstance(target, LedgerStore) else SqliteStore.create(target)
+        in an empty store.
+
+        Raises:
+            ValueError: the GENESIS names another operator key, or a malformed field.
+        """
         op = public_bytes(operator_key)
-        body = enc.genesis_body(
-            ledger_id,
-            op,
-            currency,
-            minor_exponent,
-            start_unix_s,
-            slot_seconds,
-            n_slots,
-            scenario,
-            list(names),
-            list(public_keys),
-        )
-        genesis = enc.read_genesis(enc.Reader(body))
+        if genesis.operator_public_key != op:
+            raise ValueError("the GENESIS names another operator key than the one signing")
+        body = genesis.encode()
+        st = target if isinstance(target, LedgerStore) else SqliteStore.create(target)
         st.put_meta(
             {
                 "format_version": str(enc.FORMAT_VERSION).encode(),
-                "ledger_id": ledger_id,
+                "ledger_id": genesis.ledger_id,
                 "operator_public_key": op,
             }
         )
