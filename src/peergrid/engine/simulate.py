@@ -160,6 +160,7 @@ def simulate(
     community: Community | None = None,
     twin: bool = True,
     ledger_path: str | Path | LedgerStore | None = None,
+    publish: bool = True,
 ) -> SimulationResult:
     """Simulate a scenario under its market (or `market`) and forecaster (or `forecast`),
     against the no-P2P baseline and, unless `twin` is False or the forecasts are perfect,
@@ -168,7 +169,9 @@ def simulate(
     `community` reuses the arrays of an earlier run of the same scenario (as `compare` does), so
     that designs are compared on identical data. `ledger_path`: write the run's ledger there
     (a new SQLite file, `engine.ledger`, which the run directory's writer moves in; or an empty
-    `LedgerStore`, e.g. the live platform's database).
+    `LedgerStore`, e.g. the live platform's database). `publish`: put what the community may
+    publish through disclosure control or DP (`engine.publish`); the twin and the unconstrained
+    comparison, whose results only feed this run's figures, skip it.
     """
     t0 = time.perf_counter()
     resolved = resolve_full(scenario, market, forecast)
@@ -228,7 +231,12 @@ def simulate(
     twin_slots = None
     if forecaster is not None and twin:
         twin_result = simulate(
-            scenario, market=market, forecast=PERFECT, community=community, twin=False
+            scenario,
+            market=market,
+            forecast=PERFECT,
+            community=community,
+            twin=False,
+            publish=False,
         )
         twin_bill = twin_result.participants["bill"].to_numpy()
         twin_slots = twin_result.summary["timing_s"]["slots"]
@@ -322,11 +330,13 @@ def simulate(
             }
         )
     from peergrid.engine.ledger import public_keys_hex
-    from peergrid.engine.publish import publish
+    from peergrid.engine.publish import publish as publish_run
 
     t_pub = time.perf_counter()
-    publication = publish(recorded.series, resolved.privacy, grid.dt_h)
-    summary["privacy"] = publication.summary()
+    publication = None
+    if publish:
+        publication = publish_run(recorded.series, resolved.privacy, grid.dt_h)
+        summary["privacy"] = publication.summary()
     publish_s = time.perf_counter() - t_pub
     ledger_s = None
 
@@ -398,7 +408,7 @@ def simulate(
         extra={
             **({} if network_out is None else {"network": network_out}),
             **({"ledger_path": Path(ledger_path)} if isinstance(ledger_path, str | Path) else {}),
-            "publication": publication,
+            **({} if publication is None else {"publication": publication}),
         },
     )
 
@@ -519,7 +529,9 @@ def _unconstrained(
     setup = community.network
     assert setup is not None
     same = dataclasses.replace(community, network=dataclasses.replace(setup, spec=free))
-    return simulate(other, market=market, forecast=forecast, community=same, twin=False).summary
+    return simulate(
+        other, market=market, forecast=forecast, community=same, twin=False, publish=False
+    ).summary
 
 
 def _baseline(community: Community, net_kwh: np.ndarray) -> dict[str, np.ndarray]:
