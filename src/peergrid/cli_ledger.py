@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,24 +56,24 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_prove(args: argparse.Namespace, console: Console) -> int:
-    path = _ledger_path(args.run_dir)
+def _print_proof(run_dir: str, make: Callable[[Path], dict[str, Any]]) -> int:
+    """Print the proof `make` builds from the run's ledger as JSON; a proof that cannot be
+    built (no such entry or head) is an input error."""
+    path = _ledger_path(run_dir)
     try:
-        doc = prove(path, args.entry, args.tree_size)
+        doc = make(path)
     except ValueError as e:
-        raise InputError(str(e), source=args.run_dir) from e
+        raise InputError(str(e), source=run_dir) from e
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0
+
+
+def cmd_prove(args: argparse.Namespace, console: Console) -> int:
+    return _print_proof(args.run_dir, lambda p: prove(p, args.entry, args.tree_size))
 
 
 def cmd_consistency(args: argparse.Namespace, console: Console) -> int:
-    path = _ledger_path(args.run_dir)
-    try:
-        doc = prove_consistency(path, args.old_size, args.new_size)
-    except ValueError as e:
-        raise InputError(str(e), source=args.run_dir) from e
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    return 0
+    return _print_proof(args.run_dir, lambda p: prove_consistency(p, args.old_size, args.new_size))
 
 
 def cmd_check_proof(args: argparse.Namespace, console: Console) -> int:

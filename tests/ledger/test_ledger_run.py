@@ -282,6 +282,16 @@ def test_cli_verify_prove_check_show(
     proof = tmp_path / "proof.json"
     proof.write_text(capsys.readouterr().out, encoding="utf-8")
     assert main(["ledger", "check-proof", str(proof)]) == 0
+    st = store.SqliteStore.open(path)
+    old_size = st.heads()[10][0]
+    st.close()
+    capsys.readouterr()
+    assert main(["ledger", "consistency", str(path), str(old_size)]) == 0
+    consistency = tmp_path / "consistency.json"
+    consistency.write_text(capsys.readouterr().out, encoding="utf-8")
+    assert main(["ledger", "check-proof", str(consistency)]) == 0
+    assert "consistent" in capsys.readouterr().out
+    assert main(["ledger", "consistency", str(path), str(old_size + 1)]) == 2
     doc = json.loads(proof.read_text(encoding="utf-8"))
     doc["leaf_index"] = 8
     proof.write_text(json.dumps(doc), encoding="utf-8")
