@@ -127,7 +127,7 @@ def _describe(kind: enc.Kind, r: enc.Reader, g: enc.Genesis, who: int | None) ->
         return [f"{names[m.participant]} signed: {orders or 'no orders'} (sig {sig.hex()[:16]}…)"]
     if kind is enc.Kind.REJECTED:
         p, reason, _, _ = enc.read_rejected(r)
-        return [f"rejected submission of {account(p, names)}: {reason}"]
+        return [f"rejected submission of {enc.account_name(p, names)}: {reason}"]
     if kind is enc.Kind.CLEARING:
         c = enc.read_clearing(r)
         price = "" if math.isnan(c.clearing_price) else f" at {c.clearing_price:.4f}"
@@ -166,17 +166,13 @@ def _describe(kind: enc.Kind, r: enc.Reader, g: enc.Genesis, who: int | None) ->
         if who is None and a >= 0:
             continue
         lines.append(
-            f"  {account(a, names):<18} {enc.Memo(memo).name.lower():<8} "
+            f"  {enc.account_name(a, names):<18} {enc.Memo(memo).name.lower():<8} "
             f"{_fmt_money(m, e):>12} {g.currency}  {wh:+,} Wh"
         )
     if who is None:
         n = int((postings.account >= 0).sum())
         lines.append(f"  … and {n} participant postings (--participant to see one)")
     return lines
-
-
-def account(a: int, names: list[str]) -> str:
-    return enc.account_name(a, names)
 
 
 def _slots(spec: str | None) -> tuple[int, int] | None:

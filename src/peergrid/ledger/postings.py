@@ -62,15 +62,16 @@ class Accrual:
         self._e_lo = np.zeros(n_participants)
         self._e_posted = np.zeros(n_participants, dtype=np.int64)
 
-    def _accrue(
-        self, hi: FloatArray, lo: FloatArray, posted: IntArray, idx: slice, add: FloatArray
-    ) -> IntArray:
-        s, e = _two_sum(hi[idx], add)
-        lo[idx] = lo[idx] + e
-        hi[idx] = s
-        total = np.rint(hi[idx] + lo[idx]).astype(np.int64)
-        out: IntArray = total - posted[idx]
-        posted[idx] = total
+    @staticmethod
+    def _accrue(hi: FloatArray, lo: FloatArray, posted: IntArray, add: FloatArray) -> IntArray:
+        """Add `add` to the running totals (hi + lo, updated in place) and return the change of
+        their rounded value since the last posting (`posted`, updated in place)."""
+        s, e = _two_sum(hi, add)
+        lo += e
+        hi[:] = s
+        total = np.rint(hi + lo).astype(np.int64)
+        out: IntArray = total - posted
+        posted[:] = total
         return out
 
     def post(
@@ -97,7 +98,7 @@ class Accrual:
         add[:n_p] = participant_amount
         for i, acct in enumerate(COUNTERPARTIES):
             add[n_p + i] = counterparty_amount.get(acct, 0.0)
-        money = self._accrue(self._hi, self._lo, self._posted, slice(None), add * self.scale)
+        money = self._accrue(self._hi, self._lo, self._posted, add * self.scale)
         if participant_energy_kwh is None:
             energy_p = np.zeros(n_p, dtype=np.int64)
         else:
@@ -105,7 +106,6 @@ class Accrual:
                 self._e_hi,
                 self._e_lo,
                 self._e_posted,
-                slice(None),
                 np.asarray(participant_energy_kwh, dtype=np.float64) * 1000.0,
             )
         counter = money[n_p:]
