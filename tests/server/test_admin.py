@@ -19,7 +19,7 @@ def test_migrations_create_and_remove_the_schema(db_url: str) -> None:
     engine = engine_for(db_url)
     assert current_revision(engine) is None
     migrate(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert {"participants", "ledger_blocks", "ledger_heads"} <= set(
         inspect(engine).get_table_names()
     )
@@ -27,7 +27,7 @@ def test_migrations_create_and_remove_the_schema(db_url: str) -> None:
     downgrade(engine, "base")
     assert "participants" not in inspect(engine).get_table_names()
     migrate(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     engine.dispose()
 
 

@@ -29,7 +29,8 @@ def test_health_identity_and_401(db_url: str) -> None:
         assert health == {
             "status": "ok",
             "database": engine.dialect.name,
-            "revision": "0002",
+            "revision": "0003",
+            "market": False,
         }
         me = client.get("/v1/me", headers={"Authorization": f"Bearer {reg.token}"})
         assert me.status_code == 200

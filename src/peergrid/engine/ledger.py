@@ -118,6 +118,8 @@ class RunLedger:
         rule: str,
         daily_charge: float,
         day_starts: NDArray[np.int64],
+        accrual: Accrual | None = None,
+        rejected: int = 0,
     ) -> None:
         self.ledger = ledger
         self._keys = list(keys)
@@ -128,8 +130,8 @@ class RunLedger:
         self._day_start[day_starts] = True
         self._day_starts = day_starts
         n = ledger.n_participants
-        self._accrual = Accrual(n, ledger.genesis.minor_exponent)
-        self.rejected = 0
+        self._accrual = Accrual(n, ledger.genesis.minor_exponent) if accrual is None else accrual
+        self.rejected = rejected
         self.seconds = 0.0
         self._seed = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -214,11 +216,23 @@ class RunLedger:
             if self._pool is None:
                 keys = self._keys
                 sigs = [keys[p].sign(m) for p, m in zip(who.tolist(), msgs, strict=True)]
-                rejected = self.ledger.submit_orders_batch(gate_slot, who.tolist(), msgs, sigs)
-                self.rejected += len(rejected)
+                self.signed(gate_slot, who.tolist(), msgs, sigs)
             else:
                 self._add_gate(gate_slot, who.tolist(), msgs)
         self.seconds += time.perf_counter() - t0
+
+    def signed(
+        self,
+        gate_slot: int,
+        participants: Sequence[int],
+        messages: Sequence[bytes],
+        signatures: Sequence[bytes],
+    ) -> list[int]:
+        """Orders the participants signed themselves (the live platform's agents): the ledger
+        verifies and appends them in the order given; returns the participants refused."""
+        rejected = self.ledger.submit_orders_batch(gate_slot, participants, messages, signatures)
+        self.rejected += len(rejected)
+        return rejected
 
     # --- the pipeline to the workers ------------------------------------------------------------
 
@@ -300,15 +314,17 @@ class RunLedger:
             if one:
                 return
 
-    def cleared(self, slot: int, cl: Cleared) -> None:
-        """The slot's CLEARING: fills (in the signed book's order), trades, commitments."""
+    def cleared(self, slot: int, cl: Cleared, mechanism: str | None = None) -> None:
+        """The slot's CLEARING: fills (in the signed book's order), trades, commitments;
+        `mechanism` names who cleared it when not the run's mechanism (a live slot's retail
+        fallback)."""
         t0 = time.perf_counter()
         b, res, c = cl.book, cl.result, cl.commitment
         order = np.argsort(b.participant, kind="stable")
         inverse = np.empty_like(order)
         inverse[order] = np.arange(order.size)
         rec = enc.ClearingRecord(
-            mechanism=self._mechanism,
+            mechanism=self._mechanism if mechanism is None else mechanism,
             clearing_price=float(res.clearing_price),
             buy_price=float(res.buy_price),
             sell_price=float(res.sell_price),
@@ -354,6 +370,16 @@ class RunLedger:
         self._put("entry", enc.entry(enc.Kind.SETTLEMENT, slot, body))
         self._put("head", slot)
         self.seconds += time.perf_counter() - t0
+
+    def head(self, slot: int) -> None:
+        """Sign a tree head now (the live platform signs one after every market step, so what
+        it has done is in the database before the step's transaction commits)."""
+        self._put("head", slot)
+
+    @property
+    def accrual(self) -> Accrual:
+        """The running totals behind the postings."""
+        return self._accrual
 
     # --- after the run -----------------------------------------------------------------------
 

@@ -391,13 +391,23 @@ def settle(
     penalty_per_kwh: float = 0.0,
 ) -> SlotSettlement:
     """Settle one delivered slot (`settlement.slot.settle_slot`)."""
+    return settle_metered(
+        commitment, delivered.dispatch.net_kwh, retail_price, feed_in_price, rule, penalty_per_kwh
+    )
+
+
+def settle_metered(
+    commitment: Commitment,
+    metered_net_kwh: FloatArray,
+    retail_price: float,
+    feed_in_price: float,
+    rule: DeviationRule = "retail",
+    penalty_per_kwh: float = 0.0,
+) -> SlotSettlement:
+    """Settle one slot on what the meters read (export positive) [kWh], (P,): the live
+    platform's settle, with readings from the smart meters instead of the simulated home."""
     return settle_slot(
-        commitment,
-        delivered.dispatch.net_kwh,
-        retail_price,
-        feed_in_price,
-        rule,
-        penalty_per_kwh,
+        commitment, metered_net_kwh, retail_price, feed_in_price, rule, penalty_per_kwh
     )
 
 

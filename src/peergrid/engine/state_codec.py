@@ -45,6 +45,7 @@ from peergrid.ems.price_aware import JobPlan, PriceAwareState
 from peergrid.ems.price_aware import Plan as PriceAwarePlan
 from peergrid.ems.stackelberg import StackelbergState
 from peergrid.engine.lifecycle import EmsRuntime
+from peergrid.markets.base import ClearingResult, OrderBook
 
 MAGIC = b"PGST"
 VERSION = 1
@@ -65,6 +66,9 @@ STATE_TYPES: dict[str, type] = {
     "CoordinatedState": CoordinatedState,
     "CoordinatedPlan": CoordinatedPlan,
     "StackelbergState": StackelbergState,
+    # a live slot's book and clearing, kept between its gate and its settlement
+    "OrderBook": OrderBook,
+    "ClearingResult": ClearingResult,
 }
 _NAME_OF: dict[type, str] = {cls: name for name, cls in STATE_TYPES.items()}
 

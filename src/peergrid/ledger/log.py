@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -83,6 +84,25 @@ def check_orders(
     return [order_problem(keys, ledger_id, p, m, s) for p, m, s in submissions]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """Where a ledger stands after a signed head, enough to go on appending in another process
+    (`Ledger.snapshot`, `Ledger.resume`): the live server keeps it in its database between
+    market steps.
+
+    Attributes:
+        size: entries so far; frontier: the Merkle accumulator's perfect-subtree roots.
+        n_blocks: blocks written; last_head: the last signed head's bytes (b"" before any).
+        bytes_written: compressed bytes written so far.
+    """
+
+    size: int
+    frontier: tuple[bytes, ...]
+    n_blocks: int
+    last_head: bytes
+    bytes_written: int
+
+
 class Ledger:
     """An open ledger to append to (module docstring)."""
 
@@ -134,6 +154,49 @@ class Ledger:
         ledger = cls(st, genesis, operator_key)
         ledger.append(enc.entry(enc.Kind.GENESIS, -1, body))
         return ledger
+
+    @classmethod
+    def resume(
+        cls,
+        store: LedgerStore,
+        *,
+        operator_key: Ed25519PrivateKey,
+        genesis: enc.Genesis,
+        snapshot: Snapshot,
+    ) -> Ledger:
+        """The ledger at `snapshot`, appending to `store` (which holds everything up to it).
+
+        Raises:
+            ValueError: the snapshot's frontier does not fit its size, or the GENESIS names
+                another operator key.
+        """
+        if genesis.operator_public_key != public_bytes(operator_key):
+            raise ValueError("the GENESIS names another operator key than the one signing")
+        ledger = cls(store, genesis, operator_key)
+        ledger._tree = MerkleAccumulator.from_state(snapshot.size, snapshot.frontier)
+        ledger._first = snapshot.size
+        ledger._n_blocks = snapshot.n_blocks
+        if snapshot.last_head:
+            ledger._last_head = (snapshot.size, snapshot.last_head)
+        ledger.bytes_written = snapshot.bytes_written
+        return ledger
+
+    def snapshot(self) -> Snapshot:
+        """Where the ledger stands (`Snapshot`).
+
+        Raises:
+            ValueError: entries were appended since the last signed head (sign one first).
+        """
+        if self._pending:
+            raise ValueError("entries appended since the last signed head: sign a head first")
+        size, frontier = self._tree.state()
+        last = b"" if self._last_head is None else self._last_head[1]
+        return Snapshot(size, frontier, self._n_blocks, last, self.bytes_written)
+
+    def flush(self) -> None:
+        """Write the blocks and heads signed so far to the store (one transaction)."""
+        if self._blocks or self._heads:
+            self._write()
 
     @property
     def size(self) -> int:

@@ -129,6 +129,37 @@ class Accrual:
             energy_wh=np.concatenate(energies),
         )
 
+    def state(self) -> dict[str, NDArray[np.generic]]:
+        """The running totals (copies), enough to resume with `from_state` exactly."""
+        return {
+            "hi": self._hi.copy(),
+            "lo": self._lo.copy(),
+            "posted": self._posted.copy(),
+            "e_hi": self._e_hi.copy(),
+            "e_lo": self._e_lo.copy(),
+            "e_posted": self._e_posted.copy(),
+        }
+
+    @classmethod
+    def from_state(
+        cls, n_participants: int, minor_exponent: int, state: dict[str, NDArray[np.generic]]
+    ) -> Accrual:
+        """The accrual whose `state()` is `state`.
+
+        Raises:
+            ValueError: an array of the wrong shape or a missing one.
+        """
+        out = cls(n_participants, minor_exponent)
+        for name in ("hi", "lo", "posted", "e_hi", "e_lo", "e_posted"):
+            mine = getattr(out, "_" + name)
+            value = np.asarray(state[name], dtype=mine.dtype)
+            if value.shape != mine.shape:
+                raise ValueError(
+                    f"accrual state {name!r} has shape {value.shape}, not {mine.shape}"
+                )
+            mine[:] = value
+        return out
+
     def participant_totals(self) -> list[int]:
         """What each participant has paid so far (minus its postings) [minor units]: its
         bill in the ledger."""

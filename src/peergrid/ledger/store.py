@@ -143,6 +143,44 @@ class SqliteStore:
         self._conn.close()
 
 
+class MemoryStore:
+    """A ledger held in memory: a replay's, or a live market step's blocks and heads on their
+    way into the platform's database (`taken` hands them over)."""
+
+    def __init__(self) -> None:
+        self._meta: dict[str, bytes] = {}
+        self._blocks: list[Block] = []
+        self._heads: list[Head] = []
+        self._new: tuple[list[Block], list[Head]] = ([], [])
+
+    def put_meta(self, items: Mapping[str, bytes]) -> None:
+        self._meta.update(items)
+
+    def meta(self) -> dict[str, bytes]:
+        return dict(self._meta)
+
+    def write(self, blocks: Sequence[Block], heads: Sequence[Head]) -> None:
+        self._blocks.extend(blocks)
+        self._heads.extend(heads)
+        self._new[0].extend(blocks)
+        self._new[1].extend(heads)
+
+    def taken(self) -> tuple[list[Block], list[Head]]:
+        """The blocks and heads written since the last call."""
+        out = self._new
+        self._new = ([], [])
+        return out
+
+    def iter_blocks(self) -> Iterator[Block]:
+        yield from self._blocks
+
+    def heads(self) -> list[Head]:
+        return list(self._heads)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def open_store(target: str | Path | LedgerStore) -> LedgerStore:
     """A store to read: a ledger file's path, or a store as it is."""
     if isinstance(target, LedgerStore):

@@ -190,6 +190,51 @@ class PrivacySpec(Strict):
         return self
 
 
+class LiveSpec(Strict):
+    """How `peergrid serve` runs the scenario as a live market (docs/live.md).
+
+    Slot s of the live market is slot s of the scenario's period (its tariff, its local days);
+    on the wall clock it starts `slot_seconds` × s after the market opens.
+    """
+
+    slot_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="wall-clock length of a slot [s]; default: the slot length (real time); "
+        "shorter accelerates a demonstration",
+    )
+    settle_after_s: float | None = Field(
+        None,
+        ge=0,
+        le=86_400,
+        description="how long after a slot ends its meters have to report before it settles "
+        "[s]; default: a quarter of slot_seconds",
+    )
+    connection_kw: float = Field(
+        24.0,
+        gt=0,
+        le=100_000,
+        description="each participant's connection capacity unless registered with its own "
+        "(3 × 35 A × 230 V ≈ 24 kW) [kW]",
+    )
+    price_floor_per_kwh: float = Field(
+        0.0, ge=-100, le=100, description="lowest limit price an order may carry [currency/kWh]"
+    )
+    price_cap_per_kwh: float = Field(
+        1.0, ge=-100, le=100, description="highest limit price an order may carry [currency/kWh]"
+    )
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> LiveSpec:
+        if self.price_floor_per_kwh > self.price_cap_per_kwh:
+            raise ValueError(
+                f"price_floor_per_kwh ({self.price_floor_per_kwh}) must not exceed "
+                f"price_cap_per_kwh ({self.price_cap_per_kwh})"
+            )
+        return self
+
+
 class EmsSpec(Strict):
     policy: str = Field("self-consumption", description="EMS policy of every participant")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -506,6 +551,7 @@ class Scenario(Strict):
     forecast: ForecastSpec = Field(default_factory=ForecastSpec)
     settlement: SettlementSpec = Field(default_factory=SettlementSpec)
     privacy: PrivacySpec = Field(default_factory=PrivacySpec)
+    live: LiveSpec = Field(default_factory=LiveSpec)
     ems: EmsSpec = Field(default_factory=EmsSpec)
     data: DataSpec | None = None
     network: NetworkSpec | None = None

@@ -8,11 +8,13 @@ to the newest revision, creating it from nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from peergrid.errors import InputError
@@ -23,7 +25,14 @@ __all__ = ["DEFAULT_URL", "current_revision", "downgrade", "engine_for", "migrat
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+#: The advisory lock of the market clock (PostgreSQL): a clock step holds it exclusively, an
+#: order or reading write shares it, so a step sees every write acknowledged before it.
+CLOCK_LOCK = 0x7065_6572_6772_6964 & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # transactions are begun by SQLAlchemy (`_sqlite_begin`), not implicitly by the driver
+    dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = FULL")
@@ -48,6 +57,7 @@ def engine_for(url: str) -> Engine:
             raise InputError("a SQLite URL needs a file: sqlite:///FILE", source="--db")
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
@@ -56,6 +66,28 @@ def engine_for(url: str) -> Engine:
     raise InputError(
         f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://…", source="--db"
     )
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """A writing transaction takes SQLite's write lock at once (BEGIN IMMEDIATE): what it read
+    cannot change before it writes."""
+    write = conn.get_execution_options().get("peergrid_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def writing(engine: Engine, lock: str | None = None) -> Iterator[Connection]:
+    """A transaction that writes, committed when the block ends (rolled back on an error).
+
+    `lock`: "clock" takes the market clock's lock exclusively, "shared" shares it (PostgreSQL's
+    advisory transaction lock; SQLite's write lock serialises every writer anyway)."""
+    with engine.connect() as conn:
+        conn.execution_options(peergrid_write=True)
+        with conn.begin():
+            if lock is not None and engine.dialect.name == "postgresql":
+                fn = "pg_advisory_xact_lock" if lock == "clock" else "pg_advisory_xact_lock_shared"
+                conn.execute(text(f"SELECT {fn}(:k)"), {"k": CLOCK_LOCK})
+            yield conn
 
 
 def _alembic_config(engine: Engine) -> Any:
