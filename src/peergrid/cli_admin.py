@@ -83,14 +83,60 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _open_market(engine: Any, args: argparse.Namespace, console: Console) -> None:
+    """Open the database's market for `args.scenario` (and print its calendar)."""
+    import datetime as dt
+
+    from peergrid.scenario.load import load_scenario
+    from peergrid.server.market import open_market
+
+    start = None
+    if getattr(args, "start", None):
+        try:
+            when = dt.datetime.fromisoformat(args.start)
+        except ValueError as e:
+            raise InputError(f"not an ISO 8601 instant: {args.start!r}", source="--start") from e
+        if when.tzinfo is None:
+            raise InputError("give the instant with its UTC offset", source="--start")
+        start = when.timestamp()
+    setup = open_market(
+        engine,
+        load_scenario(args.scenario),
+        start_unix_s=start,
+        slot_seconds=getattr(args, "slot_seconds", None),
+        n_slots=getattr(args, "slots", None),
+    )
+    cal = setup.calendar
+    console.print(
+        f"opened market {setup.genesis.ledger_id.hex()} ({setup.scenario.name}, "
+        f"{setup.market.name}, {cal.gates.closure}) for {setup.n_participants} participants: "
+        f"{cal.n_slots} slots of {cal.slot_seconds:g} s from "
+        f"{cal.as_utc(cal.start_unix_s).isoformat()}",
+        soft_wrap=True,
+    )
+
+
+def cmd_open(args: argparse.Namespace, console: Console) -> int:
+    _need_server_extra()
+    engine = _engine(args.db)
+    try:
+        _open_market(engine, args, console)
+    finally:
+        engine.dispose()
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     _need_server_extra(web=True)
     import uvicorn
 
     from peergrid.server.app import create_app
+    from peergrid.server.market import load_market
 
     engine = _engine(args.db)
     try:
+        if args.scenario is not None and load_market(engine) is None:
+            _open_market(engine, args, console)
         console.print(
             f"peergrid serving {engine.dialect.name} database on http://{args.host}:{args.port} "
             "(OpenAPI at /openapi.json)",
@@ -117,8 +163,30 @@ def add_parser(sub: Any) -> None:
     ls = asub.add_parser("list", help="list the accounts (no tokens)")
     ls.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
     ls.set_defaults(func=cmd_list)
-    sv = sub.add_parser("serve", help="the live platform's HTTP API (in progress)")
+    om = asub.add_parser(
+        "open-market",
+        help="open the database's market for a scenario (the members: every participant)",
+    )
+    om.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
+    _market_args(om, required=True)
+    om.set_defaults(func=cmd_open)
+    sv = sub.add_parser("serve", help="the live platform: HTTP API, market clock, dashboard")
     sv.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
+    _market_args(sv, required=False)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.set_defaults(func=cmd_serve)
+
+
+def _market_args(p: Any, required: bool) -> None:
+    p.add_argument(
+        "--scenario",
+        required=required,
+        help="scenario file or built-in name"
+        + ("" if required else " (opens the market when the database has none)"),
+    )
+    p.add_argument("--start", help="when slot 0 starts, ISO 8601 with offset (default: soon)")
+    p.add_argument(
+        "--slot-seconds", type=float, help="wall-clock slot length [s] (default: real time)"
+    )
+    p.add_argument("--slots", type=int, help="slots to run (default: the scenario's period)")
