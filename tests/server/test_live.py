@@ -1,0 +1,321 @@
+"""The live market end to end in process, on SQLite and PostgreSQL: signed orders and their
+refusals, idempotency keys, meter readings and their validation, the clock's steps, the retail
+fallback, estimation and true-up, the ledger, and replay equality."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import func, insert, select
+
+from peergrid.ledger.verify import verify_ledger
+from peergrid.server.ledger_store import SqlLedgerStore
+from peergrid.server.replay import check_replay
+from peergrid.server.schema import idempotency, meter_intervals, orders, readings, slots
+from tests.server.live_market import SLOT_S, START, Live, open_live
+
+
+@pytest.fixture
+def live(db_url: str):  # type: ignore[no-untyped-def]
+    lv, client = open_live(db_url)
+    with client:
+        yield lv
+    lv.engine.dispose()
+
+
+def _count(live: Live, table) -> int:  # type: ignore[no-untyped-def]
+    with live.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_orders_accepted_replaced_and_refused_with_reasons(live: Live) -> None:
+    # gate -1 closes slot 0 at START - SLOT_S; the fake clock stands at START - 5 slots
+    ok = live.post_orders(0, live.order_body(0, -1, [(0, "sell", 0.5, 0.10)]))
+    assert ok.status_code == 201, ok.text
+    again = live.post_orders(0, live.order_body(0, -1, [(0, "sell", 0.6, 0.11)]))
+    assert again.status_code == 201 and again.json()["replaces"] == ok.json()["order_id"]
+    cases = [
+        (live.order_body(0, -1, [(0, "sell", 0.5, 5.0)]), "floor and cap"),
+        (live.order_body(0, -1, [(0, "buy", 0.5, -0.5)]), "floor and cap"),
+        (live.order_body(0, -1, [(0, "buy", 7.0, 0.2)]), "capacity"),
+        (live.order_body(0, -1, [(1, "buy", 0.5, 0.2)]), "not closed by this gate"),
+        (live.order_body(0, 99, [(0, "buy", 0.5, 0.2)]), "no gate closes"),
+        (live.order_body(0, -1, [(0, "buy", 0.5, 0.2)], key=live.keys[1]), "signature"),
+    ]
+    before = _count(live, orders)
+    for body, why in cases:
+        r = live.post_orders(0, body)
+        assert r.status_code == 422, (why, r.text)
+        assert why in r.json()["detail"], r.json()
+    # a schema violation is refused by the API's validation, also with a message
+    bad = live.order_body(0, -1, [(0, "buy", 0.5, 0.2)])
+    bad["orders"][0]["quantity_kwh"] = -1
+    r = live.post_orders(0, bad)
+    assert r.status_code == 422 and "quantity_kwh" in json.dumps(r.json())
+    assert _count(live, orders) == before
+    # an operating envelope limits what a participant may sell
+    env = {"envelopes": [{"slot": 1, "participant": "home-0", "export_limit_kwh": 0.2}]}
+    assert (
+        live.client.put("/v1/envelopes", json=env, headers=live.auth(live.grid)).status_code == 200
+    )
+    r = live.post_orders(0, live.order_body(0, 0, [(1, "sell", 0.3, 0.1)]))
+    assert r.status_code == 422 and "envelope" in r.json()["detail"]
+    assert live.post_orders(0, live.order_body(0, 0, [(1, "sell", 0.2, 0.1)])).status_code == 201
+    # after the gate closes nothing more is accepted for it
+    live.clock.t = START - SLOT_S
+    r = live.post_orders(1, live.order_body(1, -1, [(0, "buy", 0.5, 0.3)]))
+    assert r.status_code == 422 and "closed" in r.json()["detail"]
+
+
+def test_idempotency_keys(live: Live) -> None:
+    body = live.order_body(0, -1, [(0, "sell", 0.5, 0.10)])
+    r = live.client.post("/v1/orders", json=body, headers=live.auth(live.members[0]))
+    assert r.status_code == 400 and "Idempotency-Key" in r.json()["detail"]
+    first = live.post_orders(0, body, key="abc")
+    retry = live.post_orders(0, body, key="abc")
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == first.json()
+    assert _count(live, orders) == 1
+    other = live.order_body(0, -1, [(0, "sell", 0.7, 0.10)])
+    r = live.post_orders(0, other, key="abc")
+    assert r.status_code == 422 and "different request" in r.json()["detail"]
+    # a refusal is stored too: its retry gets the same refusal
+    bad = live.order_body(0, -1, [(0, "sell", 0.5, 9.0)])
+    assert live.post_orders(0, bad, key="bad").json() == live.post_orders(0, bad, key="bad").json()
+    # a request still in flight (claimed by another server a moment ago) → 409
+    with live.engine.begin() as conn:
+        conn.execute(
+            insert(idempotency).values(
+                participant_id=live.members[0].id,
+                key="busy",
+                request_sha256=_digest(other),
+                status="in-flight",
+                claimed_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    r = live.post_orders(0, other, key="busy")
+    assert r.status_code == 409 and "still being processed" in r.json()["detail"]
+    # keys are per participant: another participant may use "abc" for its own orders
+    assert (
+        live.post_orders(1, live.order_body(1, -1, [(0, "buy", 0.4, 0.3)]), key="abc").status_code
+        == 201
+    )
+
+
+def _digest(body: dict[str, object]) -> str:
+    import hashlib
+
+    from peergrid.server.orders import OrdersIn
+
+    return hashlib.sha256(OrdersIn.model_validate(body).model_dump_json().encode()).hexdigest()
+
+
+def test_readings_validation(live: Live) -> None:
+    live.clock.t = START + 2 * SLOT_S + 1
+    assert live.post_reading(0, 0, 100.0, 50.0).json() == {"stored": 1, "duplicates": 0, "late": 0}
+    assert live.post_reading(0, 0, 100.0, 50.0).json() == {"stored": 0, "duplicates": 1, "late": 0}
+    r = live.post_reading(0, 0, 100.5, 50.0)
+    assert r.status_code == 409 and "different reading" in r.json()["detail"]
+    ts = live.boundary_time
+    cases = [
+        (
+            {"timestamp": ts(1), "import_register": -1, "export_register": 50, "unit": "kWh"},
+            "negative",
+        ),
+        (
+            {"timestamp": ts(1), "import_register": 100.2, "export_register": 50, "unit": "MWh"},
+            "unit",
+        ),
+        (
+            {"timestamp": ts(1), "import_register": 99.0, "export_register": 50, "unit": "kWh"},
+            "decreases",
+        ),
+        (
+            {"timestamp": ts(1), "import_register": 100.0, "export_register": 60, "unit": "kWh"},
+            "above what the connection",
+        ),
+        (
+            {"timestamp": ts(1), "import_register": 100.1, "export_register": 0.05, "unit": "kWh"},
+            "kWh/Wh mix-up",
+        ),
+        (
+            {"timestamp": ts(9), "import_register": 100.1, "export_register": 50, "unit": "kWh"},
+            "future",
+        ),
+        (
+            {
+                "timestamp": ts(1)[:-6],
+                "import_register": 100.1,
+                "export_register": 50,
+                "unit": "kWh",
+            },
+            "UTC offset",
+        ),
+        (
+            {
+                "timestamp": (
+                    dt.datetime.fromisoformat(ts(1)) + dt.timedelta(seconds=3)
+                ).isoformat(),
+                "import_register": 100.1,
+                "export_register": 50,
+                "unit": "kWh",
+            },
+            "slot grid",
+        ),
+        (
+            {
+                "timestamp": live.boundary_time(-3),
+                "import_register": 90,
+                "export_register": 50,
+                "unit": "kWh",
+            },
+            "outside the market",
+        ),
+        (
+            {
+                "timestamp": ts(1),
+                "import_register": 100200.0,
+                "export_register": 50000,
+                "unit": "Wh",
+            },
+            None,
+        ),
+    ]
+    for reading, why in cases:
+        r = live.client.post(
+            "/v1/readings", json={"readings": [reading]}, headers=live.auth(live.members[0])
+        )
+        if why is None:  # 100.2 kWh written in Wh is fine
+            assert r.status_code == 200, r.text
+            continue
+        assert r.status_code == 422, (why, r.text)
+        assert why in r.json()["detail"], (why, r.json())
+    r = live.client.post(
+        "/v1/readings",
+        content=(
+            f'{{"readings": [{{"timestamp": "{ts(2)}", "import_register": NaN, '
+            '"export_register": 1, "unit": "kWh"}]}'
+        ),
+        headers={**live.auth(live.members[0]), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422 and "finite" in r.json()["detail"]
+    # a batch with one bad reading stores nothing
+    n = _count(live, readings)
+    batch = {
+        "readings": [
+            {"timestamp": ts(2), "import_register": 100.3, "export_register": 50, "unit": "kWh"},
+            {"timestamp": ts(2), "import_register": 100.4, "export_register": 50, "unit": "kWh"},
+        ]
+    }
+    assert (
+        live.client.post("/v1/readings", json=batch, headers=live.auth(live.members[0])).status_code
+        == 409
+    )
+    assert _count(live, readings) == n
+
+
+def _run_market(live: Live, n_slots: int, skip: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """Each home sells or buys a little every slot and reports its registers at each boundary;
+    the clock runs every step on time (readings in `skip`, (home, boundary), are withheld)."""
+    rng = np.random.default_rng(3)
+    imp = np.full(3, 1000.0)
+    exp = np.full(3, 500.0)
+    settle_after = live.setup.calendar.settle_after_s
+    for b in range(-1, n_slots + 1):
+        t = START + b * SLOT_S
+        if b + 1 < n_slots:  # orders for slot b + 1, whose gate closes at boundary b
+            live.clock.t = t - 0.5 * SLOT_S
+            for i in range(3):
+                side = "sell" if i == 0 else "buy"
+                q = float(np.round(rng.uniform(0.2, 0.6), 3))
+                price = 0.12 if side == "sell" else 0.28
+                body = live.order_body(i, b, [(b + 1, side, q, price)])
+                assert live.post_orders(i, body).status_code == 201
+        live.run_until(t + 0.1)
+        if b < 0:
+            continue
+        if b > 0:
+            net = rng.normal(0.0, 0.4, 3)
+            imp += np.maximum(-net, 0)
+            exp += np.maximum(net, 0)
+        live.clock.t = t + 0.2
+        for i in range(3):
+            if (i, b) not in skip:
+                r = live.post_reading(i, b, float(imp[i]), float(exp[i]))
+                assert r.status_code == 200, r.text
+        live.run_until(t + settle_after + 0.1)
+
+
+def test_clock_clears_settles_estimates_and_replays(live: Live) -> None:
+    _run_market(live, 6, skip=frozenset({(1, 2), (1, 3), (2, 6)}))
+    got = live.client.get("/v1/slots").json()
+    assert [s["status"] for s in got] == ["settled"] * 6
+    assert all(s["clearing_price"] is not None or s["buy_price"] is not None for s in got)
+    with live.engine.connect() as conn:
+        q = {
+            (int(r.participant_id), int(r.slot)): r.quality
+            for r in conn.execute(
+                select(
+                    meter_intervals.c.participant_id,
+                    meter_intervals.c.slot,
+                    meter_intervals.c.quality,
+                )
+            )
+        }
+    home1, home2 = live.members[1].id, live.members[2].id
+    assert q[(home1, 1)] == "estimated" and q[(home1, 2)] == "estimated"  # boundaries 2, 3 missing
+    assert q[(home1, 3)] == "trued-up" and q[(home1, 0)] == "measured"
+    assert q[(home2, 5)] == "estimated"
+    # the true-up puts the registers' energy back: Σ settled = Δ registers over slots 0..3
+    raw = live.client.get("/v1/readings", headers=live.auth(live.members[1])).json()
+    regs = {x["boundary"]: x["export_register_kwh"] - x["import_register_kwh"] for x in raw["raw"]}
+    settled = sum(x["net_kwh"] for x in raw["intervals"] if x["slot"] <= 3)
+    assert settled == pytest.approx(regs[4] - regs[0], abs=1e-9)
+    # the ledger verifies and the recorded inputs replay to the same ledger, commitments, bills
+    report = verify_ledger(SqlLedgerStore(live.engine))
+    assert report.entries > 0
+    check = check_replay(live.engine, live.setup)
+    assert check.equal, check.differences
+    assert check.root_database == report.root
+    bill = live.client.get("/v1/bill", headers=live.auth(live.members[0])).json()
+    assert bill["slots_settled"] == 6 and bill["energy_cost"] != 0
+
+
+def test_a_late_clock_falls_back_to_retail_and_says_why(live: Live) -> None:
+    assert live.post_orders(0, live.order_body(0, -1, [(0, "sell", 0.5, 0.10)])).status_code == 201
+    assert live.post_orders(1, live.order_body(1, -1, [(0, "buy", 0.5, 0.30)])).status_code == 201
+    live.run_until(START + 1.0)  # past slot 0's start: its clearing deadline
+    status = live.client.get("/v1/operator/status", headers=live.auth(live.operator)).json()
+    assert status["gates"]["fallback"] >= 1
+    assert "deadline" in status["gates"]["fallback_reasons"][-1]["reason"]
+    with live.engine.connect() as conn:
+        row = conn.execute(select(slots.c.traded_kwh).where(slots.c.slot == 0)).one()
+    assert row.traded_kwh == 0.0
+    assert verify_ledger(SqlLedgerStore(live.engine)).entries > 0
+    assert check_replay(live.engine, live.setup).equal
+
+
+def test_a_step_that_fails_midway_leaves_nothing_and_runs_once_later(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import peergrid.server.clock as clock_mod
+
+    assert live.post_orders(0, live.order_body(0, -1, [(0, "sell", 0.5, 0.10)])).status_code == 201
+    real = clock_mod.write_ledger
+
+    def boom(conn, store):  # type: ignore[no-untyped-def]
+        real(conn, store)
+        raise RuntimeError("killed after writing the ledger")
+
+    monkeypatch.setattr(clock_mod, "write_ledger", boom)
+    with pytest.raises(RuntimeError):
+        live.run_until(START - SLOT_S + 0.1)
+    monkeypatch.setattr(clock_mod, "write_ledger", real)
+    assert live.client.get("/v1/clock").json()["next_step"] == 0
+    assert verify_ledger(SqlLedgerStore(live.engine)).entries == 1  # the GENESIS alone
+    live.run_until(START - SLOT_S + 0.2)
+    assert live.client.get("/v1/clock").json()["next_step"] == 1
+    assert check_replay(live.engine, live.setup).equal
