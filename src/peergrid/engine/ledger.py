@@ -23,12 +23,11 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from peergrid.engine.community import Community
 from peergrid.engine.lifecycle import Cleared
 from peergrid.ledger import encoding as enc
 from peergrid.ledger.keys import load_public_key, operator_key, participant_keys, public_bytes
@@ -37,6 +36,9 @@ from peergrid.ledger.postings import Accrual
 from peergrid.ledger.store import LedgerStore
 from peergrid.markets.base import OrderBook
 from peergrid.settlement.slot import SlotSettlement
+
+if TYPE_CHECKING:
+    from peergrid.engine.community import Community
 
 FloatArray = NDArray[np.float64]
 
