@@ -18,7 +18,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
-	$(BIN)/python -m pip install --quiet -e ".[dev,network,ml,privacy,server]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,network,ml,privacy,server,agent]"
 	touch $@
 
 demo: $(VENV)/.stamp-base

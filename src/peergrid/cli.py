@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     from peergrid.cli_admin import add_parser as add_admin_parser
 
     add_admin_parser(sub)
+    from peergrid.cli_live import add_parser as add_live_parser
+
+    add_live_parser(sub)
     return parser
 
 

@@ -126,6 +126,32 @@ def cmd_open(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    _need_server_extra()
+    from peergrid.server.market import load_market
+    from peergrid.server.replay import check_replay
+
+    engine = _engine(args.db)
+    try:
+        setup = load_market(engine)
+        if setup is None:
+            raise InputError("no market is open in this database", source="--db")
+        check = check_replay(engine, setup)
+    finally:
+        engine.dispose()
+    console.print(
+        f"replayed {check.slots_settled} settled slots through the lifecycle: ledger root "
+        f"{check.root_replay} ({check.entries} entries); database {check.root_database}",
+        soft_wrap=True,
+    )
+    if check.equal:
+        console.print("same commitments, costs, ledger bills and ledger root")
+        return 0
+    for d in check.differences:
+        console.print(f"[red]differs[/red]: {d}", soft_wrap=True)
+    return 1
+
+
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     _need_server_extra(web=True)
     import uvicorn
@@ -133,6 +159,11 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     from peergrid.server.app import create_app
     from peergrid.server.market import load_market
 
+    mqtt = None
+    if args.mqtt is not None:
+        from peergrid.server.mqtt import broker_address
+
+        mqtt = broker_address(args.mqtt)
     engine = _engine(args.db)
     try:
         if args.scenario is not None and load_market(engine) is None:
@@ -142,7 +173,15 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             "(OpenAPI at /openapi.json)",
             soft_wrap=True,
         )
-        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning")
+        if mqtt is not None:
+            console.print(
+                f"meter readings over MQTT from {mqtt[0]}:{mqtt[1]} "
+                "(peergrid/<ledger-id>/meters/+/readings)",
+                soft_wrap=True,
+            )
+        uvicorn.run(
+            create_app(engine, mqtt=mqtt), host=args.host, port=args.port, log_level="warning"
+        )
     finally:
         engine.dispose()
     return 0
@@ -170,11 +209,23 @@ def add_parser(sub: Any) -> None:
     om.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
     _market_args(om, required=True)
     om.set_defaults(func=cmd_open)
+    rp = asub.add_parser(
+        "replay",
+        help="replay the market's recorded orders and readings through the lifecycle and "
+        "compare with the database (exit 1 if anything differs)",
+    )
+    rp.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
+    rp.set_defaults(func=cmd_replay)
     sv = sub.add_parser("serve", help="the live platform: HTTP API, market clock, dashboard")
     sv.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
     _market_args(sv, required=False)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="take the meters' signed readings from this MQTT broker too (default: off)",
+    )
     sv.set_defaults(func=cmd_serve)
 
 

@@ -42,6 +42,34 @@ def scenario(mechanism: str = "sdr", gate: str = "intraday 1", **settlement: Any
     )
 
 
+def signed_orders(
+    setup: MarketSetup,
+    key: Ed25519PrivateKey,
+    i: int,
+    gate_slot: int,
+    orders: list[tuple[int, str, float, float]],
+) -> dict[str, Any]:
+    """The body of `POST /v1/orders`: member `i`'s orders (slot, side, kWh, limit price) of
+    the gate at `gate_slot`, signed with `key`."""
+    msg = enc.order_message(
+        setup.genesis.ledger_id,
+        i,
+        gate_slot,
+        np.array([o[0] for o in orders], dtype=np.int64),
+        np.array([Side.BUY if o[1] == "buy" else Side.SELL for o in orders], dtype=np.int8),
+        np.array([o[2] for o in orders], dtype=np.float64),
+        np.array([o[3] for o in orders], dtype=np.float64),
+    )
+    return {
+        "gate_slot": gate_slot,
+        "orders": [
+            {"slot": s, "side": side, "quantity_kwh": q, "limit_price": p}
+            for s, side, q, p in orders
+        ],
+        "signature": key.sign(msg).hex(),
+    }
+
+
 @dataclass
 class FakeClock:
     t: float
@@ -74,24 +102,7 @@ class Live:
         orders: list[tuple[int, str, float, float]],
         key: Ed25519PrivateKey | None = None,
     ) -> dict[str, Any]:
-        msg = enc.order_message(
-            self.setup.genesis.ledger_id,
-            i,
-            gate_slot,
-            np.array([o[0] for o in orders], dtype=np.int64),
-            np.array([Side.BUY if o[1] == "buy" else Side.SELL for o in orders], dtype=np.int8),
-            np.array([o[2] for o in orders], dtype=np.float64),
-            np.array([o[3] for o in orders], dtype=np.float64),
-        )
-        sig = (key or self.keys[i]).sign(msg)
-        return {
-            "gate_slot": gate_slot,
-            "orders": [
-                {"slot": s, "side": side, "quantity_kwh": q, "limit_price": p}
-                for s, side, q, p in orders
-            ],
-            "signature": sig.hex(),
-        }
+        return signed_orders(self.setup, key or self.keys[i], i, gate_slot, orders)
 
     def post_orders(self, i: int, body: dict[str, Any], key: str | None = None) -> Any:
         headers = {**self.auth(self.members[i]), "Idempotency-Key": key or f"k-{uuid.uuid4().hex}"}

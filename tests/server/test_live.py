@@ -9,12 +9,12 @@ import json
 
 import numpy as np
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from peergrid.ledger.verify import verify_ledger
 from peergrid.server.ledger_store import SqlLedgerStore
 from peergrid.server.replay import check_replay
-from peergrid.server.schema import idempotency, meter_intervals, orders, readings, slots
+from peergrid.server.schema import meter_intervals, orders, readings, slots
 from tests.server.live_market import SLOT_S, START, Live, open_live
 
 
@@ -85,19 +85,13 @@ def test_idempotency_keys(live: Live) -> None:
     # a refusal is stored too: its retry gets the same refusal
     bad = live.order_body(0, -1, [(0, "sell", 0.5, 9.0)])
     assert live.post_orders(0, bad, key="bad").json() == live.post_orders(0, bad, key="bad").json()
-    # a request still in flight (claimed by another server a moment ago) → 409
-    with live.engine.begin() as conn:
-        conn.execute(
-            insert(idempotency).values(
-                participant_id=live.members[0].id,
-                key="busy",
-                request_sha256=_digest(other),
-                status="in-flight",
-                claimed_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    # a retry while the first request is still being processed on this server → 409
+    in_flight = live.client.app.state.in_flight  # type: ignore[attr-defined]
+    assert in_flight.claim(live.members[0].id, "busy")
     r = live.post_orders(0, other, key="busy")
     assert r.status_code == 409 and "still being processed" in r.json()["detail"]
+    in_flight.release(live.members[0].id, "busy")
+    assert live.post_orders(0, other, key="busy").status_code == 201
     # keys are per participant: another participant may use "abc" for its own orders
     assert (
         live.post_orders(1, live.order_body(1, -1, [(0, "buy", 0.4, 0.3)]), key="abc").status_code
@@ -319,3 +313,30 @@ def test_a_step_that_fails_midway_leaves_nothing_and_runs_once_later(
     live.run_until(START - SLOT_S + 0.2)
     assert live.client.get("/v1/clock").json()["next_step"] == 1
     assert check_replay(live.engine, live.setup).equal
+
+
+def test_a_market_opened_while_the_server_runs_starts_its_clock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from peergrid.ledger.keys import participant_keys, public_bytes
+    from peergrid.server.admin import add_participant
+    from peergrid.server.app import create_app
+    from peergrid.server.db import engine_for, migrate
+    from peergrid.server.market import open_market
+    from tests.server.live_market import scenario
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'late.db'}")
+    migrate(engine)
+    add_participant(engine, "home-0", "participant", public_bytes(participant_keys(1, 1)[0]).hex())
+    with TestClient(create_app(engine)) as client:
+        assert client.get("/v1/market").status_code == 503
+        assert client.app.state.clock is None  # type: ignore[attr-defined]
+        open_market(engine, scenario(), slot_seconds=1.0, n_slots=4)
+        deadline = time.monotonic() + 5
+        while client.app.state.clock is None and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert client.app.state.clock is not None  # type: ignore[attr-defined]
+        assert client.get("/v1/market").json()["n_slots"] == 4
+    engine.dispose()

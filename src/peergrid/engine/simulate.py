@@ -103,7 +103,7 @@ def _forecast_params(spec: ForecastSpec) -> dict[str, Any]:
     return forecaster_params(spec.method, spec.params)
 
 
-def _forecaster(
+def forecaster_for(
     community: Community, spec: ForecastSpec, seed: int
 ) -> tuple[Forecaster | None, Community]:
     """The run's forecaster (None for perfect foresight) and the community with its
@@ -196,7 +196,7 @@ def simulate(
         return make_policy(name, params, n, child_rng(resolved.seed, "ems"))
 
     t_fc = time.perf_counter()
-    forecaster, community = _forecaster(community, resolved.forecast, resolved.seed)
+    forecaster, community = forecaster_for(community, resolved.forecast, resolved.seed)
     gates = gate_schedule(
         grid, parse_gate_closure(str(resolved.market.gate_closure), grid.slot_minutes)
     )

@@ -9,18 +9,22 @@ served at `/openapi.json`; the interactive docs page is off (its assets would lo
 and the platform must work offline).
 
 When the database runs a market, `create_app` starts its clock (`server.clock`) with the app
-and stops it with the app.
+and stops it with the app, and so the MQTT subscriber of the meters' readings (`server.mqtt`)
+when a broker is given, and the publisher of the WebSocket stream of market events
+(`server.stream`, `GET /v1/stream`). The dashboard's pages are `server.dashboard`'s.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -29,9 +33,11 @@ from sqlalchemy.engine import Engine
 
 from peergrid.server.admin import authenticate
 from peergrid.server.clock import Clock, f64_array
+from peergrid.server.dashboard import dashboard_router
 from peergrid.server.db import current_revision, writing
 from peergrid.server.market import MarketSetup, describe, load_market
-from peergrid.server.orders import OrdersIn, submit
+from peergrid.server.mqtt import MeterSubscriber
+from peergrid.server.orders import InFlight, OrdersIn, submit
 from peergrid.server.readings import ReadingRefused, ReadingsIn, ReadingsStored, store_readings
 from peergrid.server.schema import (
     envelopes,
@@ -44,6 +50,7 @@ from peergrid.server.schema import (
     readings,
     slots,
 )
+from peergrid.server.stream import Broadcaster, stream_router
 
 Account = dict[str, Any]
 
@@ -68,7 +75,7 @@ class AccountOut(BaseModel):
 class EnvelopeIn(BaseModel):
     """An operating envelope: what one participant may import and export in one slot."""
 
-    slot: int = Field(ge=0)
+    slot: int = Field(ge=0, le=2**31 - 1)
     participant: str = Field(description="the participant's name")
     import_limit_kwh: float | None = Field(None, ge=0, allow_inf_nan=False)
     export_limit_kwh: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -90,14 +97,21 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
-def current_account(
+async def current_account(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Account:
-    """The account of the request's bearer token; 401 without a valid one."""
+    """The account of the request's bearer token; 401 without a valid one. (The dependencies
+    are `async`: a cached answer costs no trip to the thread pool; a database lookup goes
+    there.)"""
     found = None
     if credentials is not None:
-        found = authenticate(_engine(request), credentials.credentials)
+        tokens: TokenCache = request.app.state.tokens
+        found = tokens.get(credentials.credentials)
+        if found is None:
+            found = await run_in_threadpool(authenticate, _engine(request), credentials.credentials)
+            if found is not None:
+                tokens.put(credentials.credentials, found)
     if found is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
@@ -107,8 +121,33 @@ def current_account(
     return found
 
 
-def _role(*allowed: str) -> Callable[[Account], Account]:
-    def check(who: Annotated[Account, Depends(current_account)]) -> Account:
+class TokenCache:
+    """Accounts of recently seen tokens, for `TTL_S` seconds (an account is never changed in
+    place: a new token is a new row), so a busy client costs one lookup a minute, not one a
+    request."""
+
+    TTL_S = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, Account]] = {}
+
+    def get(self, token: str) -> Account | None:
+        with self._lock:
+            hit = self._seen.get(token)
+        if hit is None or time.monotonic() - hit[0] > self.TTL_S:
+            return None
+        return hit[1]
+
+    def put(self, token: str, account: Account) -> None:
+        with self._lock:
+            if len(self._seen) > 100_000:
+                self._seen.clear()
+            self._seen[token] = (time.monotonic(), account)
+
+
+def _role(*allowed: str) -> Callable[[Account], Awaitable[Account]]:
+    async def check(who: Annotated[Account, Depends(current_account)]) -> Account:
         if who["role"] not in allowed:
             raise HTTPException(
                 status_code=status.HTTP_403_FORBIDDEN,
@@ -125,10 +164,10 @@ Grid = Annotated[Account, Depends(_role("network-operator", "operator"))]
 Anyone = Annotated[Account, Depends(current_account)]
 
 
-def _setup(request: Request) -> MarketSetup:
+async def _setup(request: Request) -> MarketSetup:
     setup: MarketSetup | None = request.app.state.setup
     if setup is None:
-        setup = load_market(_engine(request))
+        setup = await run_in_threadpool(load_market, _engine(request))
         if setup is None:
             raise HTTPException(
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -152,24 +191,28 @@ def _num(x: float | None) -> float | None:
 
 
 def create_app(
-    engine: Engine, *, now: Callable[[], float] = time.time, run_clock: bool = True
+    engine: Engine,
+    *,
+    now: Callable[[], float] = time.time,
+    run_clock: bool = True,
+    mqtt: tuple[str, int] | None = None,
 ) -> FastAPI:
-    """The API on a migrated database; with `run_clock`, the market's clock runs with it."""
+    """The API on a migrated database; with `run_clock`, the market's clock runs with it; with
+    `mqtt` (the broker's host and port), the meters' readings are taken over MQTT too
+    (`server.mqtt`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        setup = load_market(engine)
-        app.state.setup = setup
-        clock = None
-        if setup is not None and run_clock:
-            clock = Clock(engine, setup, now=now)
-            clock.start()
-        app.state.clock = clock
+        services = _Services(app, engine, now, run_clock, mqtt)
+        setup = await run_in_threadpool(load_market, engine)
+        if setup is not None:
+            services.start(setup)
+        else:  # a market opened later (peergrid admin open-market) starts them then
+            services.watch()
         try:
             yield
         finally:
-            if clock is not None:
-                clock.stop()
+            services.stop()
 
     app = FastAPI(
         title="peergrid",
@@ -180,8 +223,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.tokens = TokenCache()
+    app.state.in_flight = InFlight()
+    revision = current_revision(engine)
     app.state.setup = None
     app.state.clock = None
+    app.state.stream = None
+    app.include_router(stream_router)  # GET /v1/stream (WebSocket), server.stream
+    app.include_router(dashboard_router)  # the dashboard's pages, server.dashboard
+    app.state.mqtt = None
 
     # --- the platform ---------------------------------------------------------------------------
 
@@ -190,13 +240,8 @@ def create_app(
         """Whether the server and its database answer, the schema's revision, and whether a
         market is open."""
         with engine.connect() as conn:
-            has = conn.execute(select(func.count()).select_from(market_state)).scalar_one() > 0
-        return Health(
-            status="ok",
-            database=engine.dialect.name,
-            revision=current_revision(engine),
-            market=bool(has),
-        )
+            has = conn.execute(select(market_state.c.id)).first() is not None
+        return Health(status="ok", database=engine.dialect.name, revision=revision, market=has)
 
     @app.get(
         "/v1/me",
@@ -234,7 +279,10 @@ def create_app(
             "next_step": nxt,
             "n_steps": int(times.size),
             "finished": nxt >= times.size,
-            "current_slot": int(np.floor((t - cal.start_unix_s) / cal.slot_seconds)),
+            # -1 before the market starts, n_slots once it has ended
+            "current_slot": int(
+                np.clip(np.floor((t - cal.start_unix_s) / cal.slot_seconds), -1, cal.n_slots)
+            ),
         }
         if nxt < times.size:
             out["next_step_at"] = cal.as_utc(float(times[nxt])).isoformat()
@@ -251,8 +299,8 @@ def create_app(
     @app.get("/v1/slots", tags=["public"])
     def slots_public(
         setup: Setup,
-        from_slot: Annotated[int | None, Query(ge=0)] = None,
-        to_slot: Annotated[int | None, Query(ge=0)] = None,
+        from_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+        to_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     ) -> list[dict[str, Any]]:
         """Each cleared slot in [from_slot, to_slot): its prices, the traded volume and the
         community's metered net energy where disclosure control releases them."""
@@ -284,6 +332,7 @@ def create_app(
                 "slot": r.slot,
                 "start": cal.as_utc(cal.slot_start_s(r.slot)).isoformat(),
                 "status": "settled" if r.settled_at is not None else r.gate_status,
+                "cleared_by": "retail fallback" if r.gate_status == "fallback" else "mechanism",
                 "clearing_price": _num(r.clearing_price),
                 "buy_price": _num(r.buy_price),
                 "sell_price": _num(r.sell_price),
@@ -336,14 +385,16 @@ def create_app(
         """Submit signed orders for one gate (docs/live.md "Orders"); the response is sent
         after the order is durably stored. A retry with the same Idempotency-Key gets the same
         response."""
-        out = submit(engine, setup, int(who["id"]), idempotency_key, body, now())
+        out = submit(
+            engine, setup, int(who["id"]), idempotency_key, body, now(), app.state.in_flight
+        )
         return JSONResponse(out.body, status_code=out.status)
 
     @app.get("/v1/orders", tags=["participant"])
     def get_orders(
         who: Participant,
         setup: Setup,
-        gate_slot: Annotated[int | None, Query()] = None,
+        gate_slot: Annotated[int | None, Query(ge=-(2**31), le=2**31 - 1)] = None,
     ) -> list[dict[str, Any]]:
         """The account's own submissions (newest first), optionally of one gate."""
         o = orders.c
@@ -358,7 +409,9 @@ def create_app(
         return [_order_json(setup, r) for r in rows]
 
     @app.get("/v1/orders/{order_id}", tags=["participant"], responses={404: _PROBLEM})
-    def get_order(order_id: int, who: Participant, setup: Setup) -> dict[str, Any]:
+    def get_order(
+        order_id: Annotated[int, Path(ge=1, le=2**31 - 1)], who: Participant, setup: Setup
+    ) -> dict[str, Any]:
         """One of the account's own submissions (another's is not found)."""
         o = orders.c
         with engine.connect() as conn:
@@ -389,8 +442,8 @@ def create_app(
     def get_readings(
         who: Participant,
         setup: Setup,
-        from_slot: Annotated[int | None, Query(ge=0)] = None,
-        to_slot: Annotated[int | None, Query(ge=0)] = None,
+        from_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+        to_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     ) -> dict[str, Any]:
         """The account's raw readings (registers as received) and the validated interval
         values its slots settled on, with their quality."""
@@ -436,8 +489,8 @@ def create_app(
     def get_commitments(
         who: Participant,
         setup: Setup,
-        from_slot: Annotated[int | None, Query(ge=0)] = None,
-        to_slot: Annotated[int | None, Query(ge=0)] = None,
+        from_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+        to_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     ) -> list[dict[str, Any]]:
         """The account's commitment in each cleared slot, and once settled its metered
         energy, deviation and cost against the retailer-only baseline."""
@@ -541,8 +594,8 @@ def create_app(
     def get_envelopes(
         who: Anyone,
         setup: Setup,
-        from_slot: Annotated[int | None, Query(ge=0)] = None,
-        to_slot: Annotated[int | None, Query(ge=0)] = None,
+        from_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+        to_slot: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     ) -> list[dict[str, Any]]:
         """Operating envelopes: all of them for the network operator and the operator, a
         participant's own for a participant."""
@@ -639,9 +692,78 @@ def create_app(
                 "late_readings": int(late),
                 "intervals": {k: int(v) for k, v in quality.items()},
             },
+            "mqtt": None if app.state.mqtt is None else app.state.mqtt.counts.snapshot(),
+            "stream": None if app.state.stream is None else app.state.stream.status(),
         }
 
     return app
+
+
+class _Services:
+    """What runs beside the API while a market is open: the stream's publisher (first: it
+    publishes from the step the clock stands at), the clock and the MQTT subscriber. Started
+    with the app, or by a watcher when the market is opened after the server started."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        engine: Engine,
+        now: Callable[[], float],
+        run_clock: bool,
+        mqtt: tuple[str, int] | None,
+    ) -> None:
+        self.app, self.engine, self.now = app, engine, now
+        self.run_clock, self.mqtt = run_clock, mqtt
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._running: list[Any] = []
+
+    def start(self, setup: MarketSetup) -> None:
+        with self._lock:
+            if self._running or self._stop.is_set():
+                return
+            app = self.app
+            app.state.setup = setup
+            stream = Broadcaster(self.engine, setup)
+            stream.start()
+            app.state.stream = stream
+            self._running.append(stream)
+            if self.run_clock:
+                clock = Clock(self.engine, setup, now=self.now, on_event=stream.on_event)
+                clock.start()
+                app.state.clock = clock
+                self._running.append(clock)
+            if self.mqtt is not None:
+                meters = MeterSubscriber(
+                    self.engine, setup, self.mqtt[0], self.mqtt[1], now=self.now
+                )
+                meters.start()
+                app.state.mqtt = meters
+                self._running.append(meters)
+
+    def watch(self, every_s: float = 1.0) -> None:
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                try:
+                    setup = load_market(self.engine)
+                except Exception:  # the database is away for a moment: look again
+                    continue
+                if setup is not None:
+                    self.start(setup)
+                    return
+
+        self._watcher = threading.Thread(target=loop, name="peergrid-market-watch", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+        with self._lock:
+            for service in reversed(self._running):  # the subscriber, the clock, the stream
+                service.stop()
+            self._running.clear()
 
 
 def _order_json(setup: MarketSetup, r: Any) -> dict[str, Any]:

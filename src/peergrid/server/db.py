@@ -8,6 +8,7 @@ to the newest revision, creating it from nothing.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,7 +58,7 @@ def engine_for(url: str) -> Engine:
             raise InputError("a SQLite URL needs a file: sqlite:///FILE", source="--db")
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        _sqlite_transactions(engine)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
@@ -68,11 +69,31 @@ def engine_for(url: str) -> Engine:
     )
 
 
-def _sqlite_begin(conn: Connection) -> None:
-    """A writing transaction takes SQLite's write lock at once (BEGIN IMMEDIATE): what it read
-    cannot change before it writes."""
-    write = conn.get_execution_options().get("peergrid_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+def _sqlite_transactions(engine: Engine) -> None:
+    """A writing transaction takes SQLite's write lock at once (BEGIN IMMEDIATE), so what it
+    read cannot change before it writes; the writers of this process queue on a lock of their
+    own first (SQLite's busy handler polls, and under load a writer could wait past
+    `busy_timeout` while others keep winning)."""
+    lock = threading.Lock()
+
+    def begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("peergrid_write", False)
+        if write:
+            lock.acquire()
+            conn.info["peergrid_write_lock"] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        except BaseException:
+            end(conn)
+            raise
+
+    def end(conn: Connection) -> None:
+        if conn.info.pop("peergrid_write_lock", False):
+            lock.release()
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "commit", end)
+    event.listen(engine, "rollback", end)
 
 
 @contextmanager

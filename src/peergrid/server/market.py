@@ -269,4 +269,10 @@ def describe(setup: MarketSetup) -> dict[str, Any]:
         "price_cap_per_kwh": setup.price_cap,
         "operator_public_key": g.operator_public_key.hex(),
         "participants": list(setup.names),
+        "members": [
+            {"name": n, "ledger_index": i, "public_key": k.hex(), "connection_kw": float(c)}
+            for i, (n, k, c) in enumerate(
+                zip(setup.names, g.public_keys, setup.connection_kw.tolist(), strict=True)
+            )
+        ],
     }

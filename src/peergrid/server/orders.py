@@ -6,12 +6,13 @@ the JSON body and verifies the signature, so the bytes the ledger logs at the ga
 the ones the participant signed. A later submission for the same gate replaces the earlier one
 (until the gate closes).
 
-Every submission carries an `Idempotency-Key` header. The key is claimed in its own transaction
-("in-flight"), the checks run, and the order and the stored response are written in a second
-transaction that holds the clock's shared lock (so the gate cannot close between the check and
-the write) — the order is acknowledged only after that commit. A retry with the same key and
-body gets the stored response; with another body 422; while the first is in flight 409. A claim
-older than `STALE_CLAIM_S` (its server died mid-request) is taken over by the retry.
+Every submission carries an `Idempotency-Key` header. The checks run, then one transaction that
+holds the clock's shared lock (so the gate cannot close between the check and the write) stores
+the order (marking the one it replaces) and the key with its response — the order is
+acknowledged only after that commit, and a server killed before it left nothing. A retry with
+the same key and body gets the stored response; with another body 422; while the first is still
+being processed on the same server 409 (`InFlight`); on another server the retry's insert of
+the key waits for the first transaction and then returns its stored result.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -36,8 +37,6 @@ from peergrid.server.db import writing
 from peergrid.server.market import MarketSetup
 from peergrid.server.schema import envelopes, gates, idempotency, orders
 
-#: A claim on an idempotency key older than this was abandoned by a server that died [s].
-STALE_CLAIM_S = 30.0
 #: The most orders one submission may carry.
 MAX_ORDERS = 1000
 
@@ -47,7 +46,7 @@ class OrderIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    slot: int = Field(ge=0, description="the delivery slot (0 = the market's first)")
+    slot: int = Field(ge=0, le=2**31 - 1, description="the delivery slot (0 = the market's first)")
     side: Literal["buy", "sell"]
     quantity_kwh: float = Field(gt=0, allow_inf_nan=False, description="energy [kWh]")
     limit_price: float = Field(
@@ -74,7 +73,9 @@ class OrdersIn(BaseModel):
         },
     )
 
-    gate_slot: int = Field(description="the slot at whose start the gate closes")
+    gate_slot: int = Field(
+        ge=-(2**31), le=2**31 - 1, description="the slot at whose start the gate closes"
+    )
     orders: list[OrderIn] = Field(min_length=1, max_length=MAX_ORDERS)
     signature: str = Field(
         pattern=r"^[0-9a-fA-F]{128}$",
@@ -194,56 +195,63 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _claim(engine: Engine, participant_id: int, key: str, digest: str) -> Outcome | None:
-    """Claim the idempotency key (None), or what the request gets instead."""
-    i = idempotency.c
-    now = _now()
-    with writing(engine) as conn:
-        row = conn.execute(
-            select(
-                i.request_sha256, i.status, i.response_code, i.response_body, i.claimed_at
-            ).where(and_(i.participant_id == participant_id, i.key == key))
-        ).first()
-        if row is None:
-            conn.execute(
-                insert(idempotency).values(
-                    participant_id=participant_id,
-                    key=key,
-                    request_sha256=digest,
-                    status="in-flight",
-                    claimed_at=now,
-                )
-            )
-            return None
-        if row.request_sha256 != digest:
-            return _problem(
-                422,
-                f"Idempotency-Key {key!r} was used for a different request; use a new key for "
-                "new orders",
-            )
-        if row.status == "done":
-            return Outcome(int(row.response_code), json.loads(row.response_body))
-        claimed = row.claimed_at if row.claimed_at.tzinfo else row.claimed_at.replace(tzinfo=dt.UTC)
-        if (now - claimed).total_seconds() < STALE_CLAIM_S:
-            return _problem(
-                409, f"a request with Idempotency-Key {key!r} is still being processed; retry"
-            )
-        conn.execute(
-            update(idempotency)
-            .where(and_(i.participant_id == participant_id, i.key == key))
-            .values(claimed_at=now)
-        )
-        return None
+class InFlight:
+    """The Idempotency-Keys this server is processing now: a retry that arrives while the first
+    request is still being processed gets 409 (on this server; on another server the retry waits
+    for the first transaction and gets its stored result)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: set[tuple[int, str]] = set()
+
+    def claim(self, participant_id: int, key: str) -> bool:
+        with self._lock:
+            if (participant_id, key) in self._keys:
+                return False
+            self._keys.add((participant_id, key))
+            return True
+
+    def release(self, participant_id: int, key: str) -> None:
+        with self._lock:
+            self._keys.discard((participant_id, key))
 
 
-def _finish(conn: Any, participant_id: int, key: str, out: Outcome) -> Outcome:
-    i = idempotency.c
-    conn.execute(
-        update(idempotency)
-        .where(and_(i.participant_id == participant_id, i.key == key))
-        .values(status="done", response_code=out.status, response_body=json.dumps(out.body))
+_STORED = select(
+    idempotency.c.request_sha256, idempotency.c.response_code, idempotency.c.response_body
+).where(
+    and_(
+        idempotency.c.participant_id == bindparam("pid"),
+        idempotency.c.key == bindparam("key"),
     )
-    return out
+)
+_GATE_CLOSED = select(gates.c.gate).where(gates.c.gate == bindparam("gate"))
+_REPLACE = (
+    update(orders)
+    .where(
+        and_(
+            orders.c.participant_id == bindparam("pid"),
+            orders.c.gate == bindparam("g"),
+            orders.c.status == "active",
+        )
+    )
+    .values(status="replaced")
+    .returning(orders.c.id)
+)
+_INSERT = insert(orders).returning(orders.c.id)
+
+
+def _stored(conn: Any, participant_id: int, key: str, digest: str) -> Outcome | None:
+    """What a request with a used key gets (the stored result, or 422), None for a new key."""
+    row = conn.execute(_STORED, {"pid": participant_id, "key": key}).first()
+    if row is None:
+        return None
+    if row.request_sha256 != digest:
+        return _problem(
+            422,
+            f"Idempotency-Key {key!r} was used for a different request; use a new key for new "
+            "orders",
+        )
+    return Outcome(int(row.response_code), json.loads(row.response_body))
 
 
 def submit(
@@ -253,6 +261,7 @@ def submit(
     key: str | None,
     body: OrdersIn,
     now_s: float,
+    in_flight: InFlight,
 ) -> Outcome:
     """Accept or refuse one submission (module docstring)."""
     if not key:
@@ -262,22 +271,23 @@ def submit(
     index = setup.index_of(participant_id)
     if index is None:
         return _problem(403, "this account is not a member of the market")
-    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    early = _claim(engine, participant_id, key, digest)
-    if early is not None:
-        return early
+    if not in_flight.claim(participant_id, key):
+        return _problem(
+            409, f"a request with Idempotency-Key {key!r} is still being processed; retry"
+        )
     try:
-        return _decide(engine, setup, participant_id, index, key, body, now_s)
-    except Exception:
-        # nothing was stored: release the claim so that a retry is processed afresh
-        with writing(engine) as conn:
-            i = idempotency.c
-            conn.execute(
-                delete(idempotency).where(
-                    and_(i.participant_id == participant_id, i.key == key, i.status == "in-flight")
-                )
-            )
-        raise
+        digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        try:
+            return _decide(engine, setup, participant_id, index, key, digest, body, now_s)
+        except IntegrityError:
+            # the same key committed on another server meanwhile: its stored result
+            with engine.connect() as conn:
+                out = _stored(conn, participant_id, key, digest)
+            if out is None:
+                raise
+            return out
+    finally:
+        in_flight.release(participant_id, key)
 
 
 def _decide(
@@ -286,64 +296,69 @@ def _decide(
     participant_id: int,
     index: int,
     key: str,
+    digest: str,
     body: OrdersIn,
     now_s: float,
 ) -> Outcome:
+    """Check, store and answer in one transaction: the order, the one it replaces and the
+    key's stored response commit together (an acknowledged order is durable; a request that
+    was never answered left nothing)."""
     gate, problem = check_orders(setup, index, body, now_s)
     message = message_of(setup, index, body)
-    if problem is None:
-        signature = bytes.fromhex(body.signature)
-        if not verify(load_public_key(setup.genesis.public_keys[index]), signature, message):
-            problem = (
-                "signature: does not verify over the canonical order message with this "
-                "participant's public key (ledger.encoding.order_message, docs/live.md)"
-            )
+    signature = bytes.fromhex(body.signature)
+    if problem is None and not verify(
+        load_public_key(setup.genesis.public_keys[index]), signature, message
+    ):
+        problem = (
+            "signature: does not verify over the canonical order message with this "
+            "participant's public key (ledger.encoding.order_message, docs/live.md)"
+        )
+    now = _now()
     with writing(engine, lock="shared") as conn:
-        if problem is None:
-            closed = conn.execute(select(gates.c.gate).where(gates.c.gate == gate)).first()
-            if closed is not None:
-                problem = f"gate_slot {body.gate_slot}: the gate has closed"
+        done = _stored(conn, participant_id, key, digest)
+        if done is not None:
+            return done
+        if problem is None and conn.execute(_GATE_CLOSED, {"gate": gate}).first() is not None:
+            problem = f"gate_slot {body.gate_slot}: the gate has closed"
         if problem is None:
             problem = _envelope_problem(conn, participant_id, body)
         if problem is not None:
-            return _finish(conn, participant_id, key, _problem(422, problem))
-        o = orders.c
-        prev = conn.execute(
-            select(o.id).where(
-                and_(o.participant_id == participant_id, o.gate == gate, o.status == "active")
-            )
-        ).first()
-        if prev is not None:
-            conn.execute(update(orders).where(o.id == prev.id).values(status="replaced"))
-        try:
+            out = _problem(422, problem)
+        else:
+            replaced = conn.execute(_REPLACE, {"pid": participant_id, "g": gate}).scalar()
             new_id = conn.execute(
-                insert(orders)
-                .values(
-                    participant_id=participant_id,
-                    ledger_index=index,
-                    gate=gate,
-                    message=message,
-                    signature=bytes.fromhex(body.signature),
-                    n_orders=len(body.orders),
-                    status="active",
-                    idempotency_key=key,
-                    received_at=_now(),
-                )
-                .returning(o.id)
+                _INSERT,
+                {
+                    "participant_id": participant_id,
+                    "ledger_index": index,
+                    "gate": gate,
+                    "message": message,
+                    "signature": signature,
+                    "n_orders": len(body.orders),
+                    "status": "active",
+                    "idempotency_key": key,
+                    "received_at": now,
+                },
             ).scalar_one()
-        except IntegrityError as e:  # pragma: no cover - the schema's constraints hold
-            raise RuntimeError(f"cannot store the order ({e})") from e
-        closes = setup.calendar.gate_time_s(gate)
-        accepted = OrderAccepted(
-            order_id=int(new_id),
-            gate_slot=body.gate_slot,
-            gate_closes_at=setup.calendar.as_utc(closes).isoformat(),
-            n_orders=len(body.orders),
-            replaces=None if prev is None else int(prev.id),
-            message_sha256=hashlib.sha256(message).hexdigest(),
+            closes = setup.calendar.gate_time_s(gate)
+            accepted = OrderAccepted(
+                order_id=int(new_id),
+                gate_slot=body.gate_slot,
+                gate_closes_at=setup.calendar.as_utc(closes).isoformat(),
+                n_orders=len(body.orders),
+                replaces=None if replaced is None else int(replaced),
+                message_sha256=hashlib.sha256(message).hexdigest(),
+            )
+            out = Outcome(201, accepted.model_dump())
+        conn.execute(
+            insert(idempotency).values(
+                participant_id=participant_id,
+                key=key,
+                request_sha256=digest,
+                status="done",
+                response_code=out.status,
+                response_body=json.dumps(out.body),
+                claimed_at=now,
+            )
         )
-        return _finish(conn, participant_id, key, Outcome(201, accepted.model_dump()))
-
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)
+        return out

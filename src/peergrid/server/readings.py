@@ -26,9 +26,18 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from sqlalchemy import and_, insert, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from peergrid.server.db import writing
 from peergrid.server.market import MarketSetup
@@ -43,14 +52,26 @@ MAX_READINGS = 1000
 
 
 class ReadingIn(BaseModel):
-    """A meter's registers at a slot boundary."""
+    """A meter's registers at a slot boundary (strict: numbers are JSON numbers, the
+    timestamp an ISO 8601 string)."""
 
     model_config = ConfigDict(extra="forbid")
 
     timestamp: dt.datetime = Field(description="the slot boundary, ISO 8601 with its UTC offset")
-    import_register: float = Field(description="energy imported since installation")
-    export_register: float = Field(description="energy exported since installation")
-    unit: str = Field(description="'kWh' or 'Wh'")
+    import_register: StrictFloat | StrictInt = Field(
+        description="energy imported since installation"
+    )
+    export_register: StrictFloat | StrictInt = Field(
+        description="energy exported since installation"
+    )
+    unit: StrictStr = Field(description="'kWh' or 'Wh'")
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_text(cls, v: Any) -> Any:
+        if not isinstance(v, str | dt.datetime):
+            raise ValueError("give the instant as ISO 8601 text with its UTC offset")
+        return v
 
 
 class ReadingsIn(BaseModel):
@@ -192,8 +213,15 @@ def store_readings(
     if index is None:
         raise ReadingRefused(403, "this account is not a member of the market")
     checked = [check_reading(setup, i, r, now_s) for i, r in enumerate(batch.readings)]
-    with writing(engine, lock="shared") as conn:
-        return _store(conn, setup, participant_id, index, checked, source)
+    received = dt.datetime.fromtimestamp(now_s, tz=dt.UTC)
+    try:
+        with writing(engine, lock="shared") as conn:
+            return _store(conn, setup, participant_id, index, checked, source, received)
+    except IntegrityError:
+        # the same meter's same instant arrived at the same moment by another way (HTTP and
+        # MQTT, or two servers): once again, it is a duplicate or a conflict
+        with writing(engine, lock="shared") as conn:
+            return _store(conn, setup, participant_id, index, checked, source, received)
 
 
 def _store(
@@ -203,6 +231,7 @@ def _store(
     index: int,
     checked: list[Checked],
     source: str,
+    received: dt.datetime,
 ) -> ReadingsStored:
     r = readings.c
     lo = min(c.boundary for c in checked)
@@ -261,7 +290,6 @@ def _store(
             )
         )
     }
-    now = dt.datetime.now(dt.UTC)
     rows: list[dict[str, Any]] = [
         {
             "participant_id": participant_id,
@@ -271,7 +299,7 @@ def _store(
             "unit": c.unit,
             "source": source,
             "late": (c.boundary - 1) in settled,
-            "received_at": now,
+            "received_at": received,
         }
         for c in new.values()
     ]
