@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
+import os
 import tempfile
 import time
 import uuid
@@ -122,6 +124,11 @@ async def _offer(port: int, requests: list[bytes], rate: float) -> tuple[np.ndar
             codes[k] = 0
         latency[k] = time.perf_counter() - intended
 
+    # the client's own garbage collector must not pause the offered load (its heap holds every
+    # pre-built request): collect once, then not at all while sending
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     tasks = []
     t0 = time.perf_counter() + 0.2
     for k in range(n):
@@ -131,14 +138,25 @@ async def _offer(port: int, requests: list[bytes], rate: float) -> tuple[np.ndar
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(k, intended)))
     await asyncio.gather(*tasks)
+    gc.enable()
+    gc.unfreeze()
     pool.close()
     return latency, codes
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time of a process so far (user + system) [s] (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stats(latency: np.ndarray, codes: list[int], seconds: float) -> dict[str, Any]:
     ok = np.array([200 <= c < 300 for c in codes])
     ms = latency * 1000.0
+    per = max(1, len(codes) // 6)  # the p99 of each sixth of the run: steady, or drifting?
+    windows = [round(float(np.percentile(ms[i : i + per], 99)), 1) for i in range(0, len(ms), per)]
     return {
+        "p99_ms_by_sixth": windows[:6],
         "sent": len(codes),
         "ok": int(ok.sum()),
         "ok_per_s": round(float(ok.sum()) / seconds, 1),
@@ -239,8 +257,13 @@ def run(
         wait = t_send0 - time.time()
         if wait > 0:
             time.sleep(wait)
+        cpu0, own0 = _cpu_s(server.proc.pid), time.process_time()
         lat, codes = asyncio.run(_offer(server.port, reqs, rate))
+        server_cpu, client_cpu = _cpu_s(server.proc.pid) - cpu0, time.process_time() - own0
         figures = _stats(lat, codes, seconds)
+        figures["server_cpu_ms_per_order"] = round(server_cpu / n * 1000, 3)
+        figures["server_cpu_share_of_a_core"] = round(server_cpu / seconds, 2)
+        figures["client_cpu_share_of_a_core"] = round(client_cpu / seconds, 2)
         with engine.connect() as conn:
             stored = int(conn.execute(select(func.count()).select_from(orders)).scalar_one())
         return {

@@ -5,6 +5,7 @@ and `peergrid serve` (the HTTP API), on the platform's database (`--db`, default
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -105,13 +106,16 @@ def _open_market(engine: Any, args: argparse.Namespace, console: Console) -> Non
         start_unix_s=start,
         slot_seconds=getattr(args, "slot_seconds", None),
         n_slots=getattr(args, "slots", None),
+        first_slot=getattr(args, "first_slot", None),
     )
     cal = setup.calendar
+    a, b = cal.first_slot, cal.first_slot + cal.n_slots - 1
+    shifted = f" (the scenario's slots {a}–{b})" if a else ""
     console.print(
         f"opened market {setup.genesis.ledger_id.hex()} ({setup.scenario.name}, "
         f"{setup.market.name}, {cal.gates.closure}) for {setup.n_participants} participants: "
         f"{cal.n_slots} slots of {cal.slot_seconds:g} s from "
-        f"{cal.as_utc(cal.start_unix_s).isoformat()}",
+        f"{cal.as_utc(cal.start_unix_s).isoformat()}{shifted}",
         soft_wrap=True,
     )
 
@@ -179,9 +183,12 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
                 "(peergrid/<ledger-id>/meters/+/readings)",
                 soft_wrap=True,
             )
-        uvicorn.run(
-            create_app(engine, mqtt=mqtt), host=args.host, port=args.port, log_level="warning"
-        )
+        # The server's threads hand the GIL around every database call; with Python's default
+        # 5 ms switch interval a thread back from SQLite or the network waits up to 5 ms for it
+        # while another computes, so under load every transaction stretches (a lock convoy).
+        sys.setswitchinterval(0.0005)
+        app = create_app(engine, mqtt=mqtt)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         engine.dispose()
     return 0
@@ -240,4 +247,12 @@ def _market_args(p: Any, required: bool) -> None:
     p.add_argument(
         "--slot-seconds", type=float, help="wall-clock slot length [s] (default: real time)"
     )
-    p.add_argument("--slots", type=int, help="slots to run (default: the scenario's period)")
+    p.add_argument(
+        "--slots", type=int, help="slots to run (default: the rest of the scenario's period)"
+    )
+    p.add_argument(
+        "--first-slot",
+        type=int,
+        help="the slot of the scenario's period that is the market's slot 0 (default: the "
+        "scenario's [live] first_slot, else 0: local midnight of its first day)",
+    )

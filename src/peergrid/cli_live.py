@@ -27,6 +27,9 @@ from peergrid.errors import InputError
 
 #: The live demo's gate rule: each slot closes at the start of the slot before it.
 DEMO_GATE_CLOSURE = "intraday 1"
+#: The live demo starts at this local clock time on the scenario's first day, in daylight, so
+#: that its few slots trade [h since local midnight].
+DEMO_START_LOCAL_H = 10.0
 
 
 def _need(*modules: str, extra: str) -> None:
@@ -138,11 +141,12 @@ def cmd_agent(args: argparse.Namespace, console: Console) -> int:
                 scenario, args.participant, info.participants.index(args.participant)
             )
         homes = build_homes(scenario, [profile])
+        shifted = f" from its slot {info.first_slot}" if info.first_slot else ""
         console.print(
-            f"{args.participant}: simulating {homes.names[0]!r} of {homes.scenario.name!r} "
-            f"({homes.scenario.ems.policy} EMS, {homes.scenario.forecast.method} forecasts) in "
-            f"the market {info.ledger_id.hex()[:16]}… ({info.gate_closure}, {info.n_slots} slots "
-            f"of {info.slot_seconds:g} s)",
+            f"{args.participant}: simulating {homes.names[0]!r} of {homes.scenario.name!r}"
+            f"{shifted} ({homes.scenario.ems.policy} EMS, {homes.scenario.forecast.method} "
+            f"forecasts) in the market {info.ledger_id.hex()[:16]}… ({info.gate_closure}, "
+            f"{info.n_slots} slots of {info.slot_seconds:g} s)",
             soft_wrap=True,
             highlight=False,
         )
@@ -434,6 +438,30 @@ def _demo_scenario(name: str, gate_closure: str, folder: Path) -> tuple[Any, Pat
     return scenario, path
 
 
+def _demo_first_slot(scenario: Any, given: int | None, n_slots: int) -> tuple[int, str]:
+    """The scenario slot the demo's market starts at (`given`, else the first slot at
+    `DEMO_START_LOCAL_H` on the scenario's first local day) and its local start, for people.
+
+    Raises:
+        InputError: the demo's slots from there do not lie in the scenario's period.
+    """
+    import numpy as np
+
+    from peergrid.engine.live import scenario_grid, window_problem
+
+    grid = scenario_grid(scenario)
+    if given is None:
+        daylight = (grid.local_day == 0) & (grid.local_hour >= DEMO_START_LOCAL_H)
+        first = int(np.flatnonzero(daylight)[0]) if np.any(daylight) else 0
+    else:
+        first = given
+    problem = window_problem(grid.n_slots, first, n_slots)
+    if problem is not None:
+        source = "--slots" if n_slots > grid.n_slots else "--first-slot"
+        raise InputError(problem, source=source)
+    return first, f"{grid.starts_local[first]:%Y-%m-%d %H:%M} local"
+
+
 def cmd_live_demo(args: argparse.Namespace, console: Console) -> int:
     _need("httpx", "sqlalchemy", "alembic", "fastapi", "uvicorn", extra="server")
     from peergrid.agent.homes import build_homes
@@ -464,6 +492,7 @@ def cmd_live_demo(args: argparse.Namespace, console: Console) -> int:
     try:
         scenario, scenario_file = _demo_scenario(args.scenario, args.gate_closure, workdir)
         parse_gate_closure(args.gate_closure, scenario.time.slot_minutes)
+        first_slot, starts = _demo_first_slot(scenario, args.first_slot, n_slots)
         n_parts = len(resolve_full(scenario).participants)
         if n > n_parts:
             raise InputError(
@@ -490,7 +519,8 @@ def cmd_live_demo(args: argparse.Namespace, console: Console) -> int:
         console.print(
             f"live demo: {n} homes of {scenario.name!r} ({', '.join(homes.names[:3])}"
             f"{', …' if n > 3 else ''}), {scenario.market.mechanism} market, "
-            f"{args.gate_closure}, {n_slots} slots of {slot_s:g} s; database {url}",
+            f"{args.gate_closure}, {n_slots} slots of {slot_s:g} s from {starts} (the "
+            f"scenario's slot {first_slot}); database {url}",
             soft_wrap=True,
             highlight=False,
         )
@@ -499,7 +529,7 @@ def cmd_live_demo(args: argparse.Namespace, console: Console) -> int:
         # then begins a couple of slots after it is up, however long it took to start
         command = [sys.executable, "-m", "peergrid.cli", "serve", "--db", url]
         command += ["--scenario", str(scenario_file), "--slot-seconds", f"{slot_s!r}"]
-        command += ["--slots", str(n_slots), *_loopback(port)]
+        command += ["--slots", str(n_slots), "--first-slot", str(first_slot), *_loopback(port)]
         with server_log.open("wb") as log_file:
             proc = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -604,6 +634,12 @@ def add_parser(sub: Any) -> None:
         "--db", help="database URL (default: a SQLite file in a temporary directory, removed)"
     )
     ld.add_argument("--scenario", default="demo", help="scenario (default demo)")
+    ld.add_argument(
+        "--first-slot",
+        type=int,
+        help="the scenario's slot the market starts at (default: the one at "
+        f"{DEMO_START_LOCAL_H:02.0f}:00 local on its first day, so the homes' PV trades)",
+    )
     ld.add_argument(
         "--gate-closure",
         default=DEMO_GATE_CLOSURE,

@@ -130,7 +130,11 @@ class Live:
 
 
 def open_live(
-    db_url: str, n: int = 3, n_slots: int = 6, sc: Scenario | None = None
+    db_url: str,
+    n: int = 3,
+    n_slots: int = 6,
+    sc: Scenario | None = None,
+    first_slot: int | None = None,
 ) -> tuple[Live, Any]:
     engine = engine_for(db_url)
     migrate(engine)
@@ -142,7 +146,12 @@ def open_live(
     operator = add_participant(engine, "operator", "operator")
     grid = add_participant(engine, "dso", "network-operator")
     setup = open_market(
-        engine, sc or scenario(), start_unix_s=START, slot_seconds=SLOT_S, n_slots=n_slots
+        engine,
+        sc or scenario(),
+        start_unix_s=START,
+        slot_seconds=SLOT_S,
+        n_slots=n_slots,
+        first_slot=first_slot,
     )
     clock = FakeClock(START - 5 * SLOT_S)
     client = TestClient(create_app(engine, now=clock, run_clock=False))

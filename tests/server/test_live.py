@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from peergrid.engine.live import calendar_for, scenario_grid
+from peergrid.errors import InputError
+from peergrid.ledger import encoding as enc
+from peergrid.ledger.store import iter_entries
 from peergrid.ledger.verify import verify_ledger
+from peergrid.scenario.schema import Scenario, TouPeriod
+from peergrid.scenario.tariff import retail_price_per_kwh
 from peergrid.server.ledger_store import SqlLedgerStore
+from peergrid.server.market import open_market
 from peergrid.server.replay import check_replay
 from peergrid.server.schema import meter_intervals, orders, readings, slots
-from tests.server.live_market import SLOT_S, START, Live, open_live
+from tests.server.live_market import SLOT_S, START, Live, open_live, scenario
 
 
 @pytest.fixture
@@ -340,3 +347,102 @@ def test_a_market_opened_while_the_server_runs_starts_its_clock(tmp_path) -> Non
         assert client.app.state.clock is not None  # type: ignore[attr-defined]
         assert client.get("/v1/market").json()["n_slots"] == 4
     engine.dispose()
+
+
+def _late_rate() -> Scenario:
+    """The test scenario with a time-of-use rate from 23:30 to 00:15 local."""
+    sc = scenario()
+    tou = [TouPeriod(start="23:30", end="00:15", price_per_kwh=0.45)]
+    return sc.model_copy(update={"tariff": sc.tariff.model_copy(update={"retail_tou": tou})})
+
+
+def _settlements(live: Live) -> dict[int, enc.SettlementRecord]:
+    """The ledger's SETTLEMENT entries by slot."""
+    out = {}
+    for _, data in iter_entries(SqlLedgerStore(live.engine)):
+        kind, slot, r = enc.read_header(data)
+        if kind is enc.Kind.SETTLEMENT:
+            out[slot] = enc.read_settlement(r)
+    return out
+
+
+def test_a_market_from_a_later_slot_runs_that_window_of_its_scenario(db_url: str) -> None:
+    # live slots 0–5 are the demo's slots 92–97: 23:00 to 00:30 local across its first midnight
+    sc = _late_rate()
+    lv, client = open_live(db_url, sc=sc, first_slot=92)
+    with client:
+        setup = lv.setup
+        assert setup.calendar.first_slot == setup.scenario.live.first_slot == 92
+        market = client.get("/v1/market").json()
+        assert market["first_slot"] == 92 and market["n_slots"] == 6
+        assert setup.genesis.n_slots == 6 and setup.genesis.start_unix_s == START
+        rate = [0.32, 0.32, 0.45, 0.45, 0.45, 0.32]  # 23:00, 23:15, 23:30 … 00:00, 00:15
+        full = retail_price_per_kwh(sc.tariff, scenario_grid(sc))
+        assert np.array_equal(setup.market.retail_price[:6], full[92:98])
+        assert setup.market.retail_price[:6].tolist() == rate
+        assert setup.day_starts.tolist() == [0, 4]  # the window's first slot, then 00:00 local
+        _run_market(lv, 6)
+        assert [s["retail_price"] for s in client.get("/v1/slots").json()] == rate
+        settled = _settlements(lv)
+        assert sorted(settled) == list(range(6))
+        assert [settled[s].retail_price for s in range(6)] == rate
+        daily = [s for s in range(6) if np.any(settled[s].postings.memo == enc.Memo.DAILY)]
+        assert daily == [0, 4]
+        check = check_replay(lv.engine, setup)
+        assert check.equal, check.differences
+        assert check.root_database == verify_ledger(SqlLedgerStore(lv.engine)).root
+        # a window past the scenario's period is refused, naming the option (before the
+        # database is asked whether it runs a market already)
+        n = scenario_grid(sc).n_slots
+        for first, n_slots in ((n - 2, 6), (n, None), (-1, None)):
+            with pytest.raises(InputError, match=r"^--first-slot: "):
+                open_market(lv.engine, sc, first_slot=first, n_slots=n_slots)
+        with pytest.raises(InputError, match=r"^--slots: "):
+            open_market(lv.engine, sc, first_slot=92, n_slots=n + 1)
+    lv.engine.dispose()
+
+
+def test_a_later_first_slot_puts_the_scenarios_gates_on_the_live_slots() -> None:
+    sc = scenario(gate="day-ahead 12:00")
+    # live slots 0–103 are the demo's slots 40–143: 10:00 on its first day to 11:45 on its second
+    cal = calendar_for(sc, START, SLOT_S, 104, 2.5, first_slot=40)
+    g = cal.gates
+    assert g.gate_slot.tolist() == [-88, 8]  # noon of the day before each day: slots -48, 48
+    assert g.first_slot.tolist() == [0, 56] and g.stop_slot.tolist() == [56, 104]
+    assert np.array_equal(g.gate_of_slot, np.repeat([-88, 8], [56, 48]))
+    assert cal.gate_of_slot(55) == 0 and cal.gate_of_slot(56) == 1
+    assert cal.gate_time_s(0) == START - 88 * SLOT_S
+    with pytest.raises(ValueError, match="from its slot 40"):
+        calendar_for(sc, START, SLOT_S, scenario_grid(sc).n_slots - 39, 2.5, first_slot=40)
+
+
+def test_orders_arriving_together_are_stored_in_batches_with_the_same_answers(live: Live) -> None:
+    """Many submissions at once through the group-commit writer: every one answered as alone
+    (201, or 422 with its reason), a replacement within one batch waits for the next, and the
+    stored state is what one-at-a-time would give."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = []
+    for k in range(24):
+        i = k % 3
+        q = 0.1 + 0.01 * k
+        price = 9.0 if k % 7 == 6 else 0.2  # every seventh breaks the cap
+        bodies.append((i, live.order_body(i, -1, [(0, "sell", q, price)]), f"batch-{k}"))
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda b: live.post_orders(b[0], b[1], key=b[2]), bodies))
+    codes = [a.status_code for a in answers]
+    assert codes.count(422) == sum(1 for k in range(24) if k % 7 == 6)
+    assert set(codes) == {201, 422}
+    # a retry of each gets exactly its answer back
+    for (i, body, key), a in zip(bodies, answers, strict=True):
+        assert live.post_orders(i, body, key=key).json() == a.json()
+    # per participant exactly one active order for the gate, the rest replaced, nothing lost
+    with live.engine.connect() as conn:
+        rows = conn.execute(select(orders.c.participant_id, orders.c.status)).all()
+    accepted = sum(1 for c in codes if c == 201)
+    assert len(rows) == accepted
+    active = [r.participant_id for r in rows if r.status == "active"]
+    assert sorted(active) == sorted({m.id for m in live.members})
+    # each 201 names the order it replaced, and those chains cover every replaced order
+    replaced = {a.json()["replaces"] for a in answers if a.status_code == 201} - {None}
+    assert len(replaced) == accepted - len(live.members)

@@ -12,6 +12,8 @@ the file's.
 from the homes' data the way the simulator's loop feeds them (`engine.loop.run_lifecycle`),
 with one difference: a live agent bids *before* its gate closes, during the slot before it, so
 its forecaster issues at the last slot boundary it has seen (`issue_slot`), not at the gate.
+Their slots are the scenario's: an agent adds the market's `first_slot` to a live slot
+(`agent.run`).
 
 Not modelled here: the scenario's `[network]` (the live server's operating envelopes are the
 network operator's, `PUT /v1/envelopes`) and a mechanism's imposed EMS (a home runs its own).
@@ -84,7 +86,7 @@ class Homes:
 
     @property
     def n_slots(self) -> int:
-        """Slots of the scenario's period (a live market runs its first ones)."""
+        """Slots of the scenario's period (a live market runs a window of them)."""
         return self.feed.n_slots
 
     @property
@@ -197,14 +199,16 @@ def issue_slot(gate_slot: IntT) -> IntT:
     return gate_slot - 1
 
 
-def prepare(homes: Homes, gates: GateSchedule, first_gate: int = 0) -> None:
+def prepare(homes: Homes, gates: GateSchedule, first_gate: int = 0, *, first_slot: int = 0) -> None:
     """Let the forecaster compute up front what the agent's gates from `first_gate` on will ask
-    of it (`forecast.base.PreparesIssues`; the answers are the same without)."""
+    of it (`forecast.base.PreparesIssues`; the answers are the same without). `gates` count a
+    live market's slots, its slot 0 being the scenario's slot `first_slot`."""
     forecaster = homes.feed.forecaster
     if not isinstance(forecaster, PreparesIssues) or first_gate >= gates.n_gates:
         return
-    issued = issue_slot(gates.gate_slot[first_gate:])
-    reach = int(np.max(gates.stop_slot[first_gate:] - issued)) + homes.energy_slots - 1
+    issued = issue_slot(gates.gate_slot[first_gate:] + first_slot)
+    stop = gates.stop_slot[first_gate:] + first_slot
+    reach = int(np.max(stop - issued)) + homes.energy_slots - 1
     forecaster.prepare(issued, reach)
 
 

@@ -14,9 +14,11 @@ pure function, so the order is tested:
   server has none: the slot has not cleared, or the home did not bid) and each meter reports
   its registers at the boundary s + 1 (`meter`).
 
-At equal times REPORT comes first, then DELIVER, BID, FETCH. Slot s of the market is slot s of
-the scenario's period; an agent that starts late begins with the first gate it can still bid
-for. It is done when its meters have reported the end of the market's last slot.
+At equal times REPORT comes first, then DELIVER, BID, FETCH. Slot s of the market is slot
+`first_slot` + s of the scenario's period (`GET /v1/market`): the homes forecast, bid and deliver
+on the scenario's slots, their orders, commitments and readings are the market's. An agent that
+starts late begins with the first gate it can still bid for. It is done when its meters have
+reported the end of the market's last slot.
 
 `HomeAgent` holds what changes between events (the EMS runtime, the registers, the commitments)
 and does each event when the wall clock reaches it; the homes' requests of one event go out in
@@ -112,6 +114,7 @@ class MarketInfo:
     price_cap_per_kwh: float
     currency: str
     participants: tuple[str, ...]
+    first_slot: int = 0  # the slot of the scenario's period that is the market's slot 0
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> MarketInfo:
@@ -134,16 +137,19 @@ class MarketInfo:
                 price_cap_per_kwh=float(d["price_cap_per_kwh"]),
                 currency=str(d.get("currency", "")),
                 participants=tuple(str(p) for p in d["participants"]),
+                first_slot=int(d.get("first_slot", 0)),  # a server without it starts at 0
             )
         except (KeyError, TypeError, ValueError) as e:
             raise AgentError(f"the server's market description is not usable ({e!r})") from e
 
 
 def calendar_of(info: MarketInfo, scenario: Scenario) -> Calendar:
-    """The market's calendar: its gate rule and wall clock on the scenario's slot grid.
+    """The market's calendar: its gate rule and wall clock on the scenario's slot grid, from
+    the scenario's slot `info.first_slot` on.
 
     Raises:
-        AgentError: the scenario's slots are not the market's, or its period is shorter.
+        AgentError: the scenario's slots are not the market's, or its period does not hold the
+            market's slots.
     """
     grid_h = scenario.time.slot_minutes / 60.0
     if abs(grid_h - info.slot_hours) > 1e-9:
@@ -159,6 +165,7 @@ def calendar_of(info: MarketInfo, scenario: Scenario) -> Calendar:
             info.slot_seconds,
             info.n_slots,
             info.settle_after_s,
+            first_slot=info.first_slot,
         )
     except (ValueError, InputError) as e:
         raise AgentError(f"the scenario {scenario.name!r} cannot run this market: {e}") from e
@@ -282,9 +289,10 @@ class HomeAgent:
         self.homes = homes
         self.credentials = list(credentials)
         self.calendar = calendar_of(info, homes.scenario)
-        if info.n_slots > homes.n_slots:
+        if info.first_slot + info.n_slots > homes.n_slots:
             raise AgentError(
-                f"the market runs {info.n_slots} slots, the scenario's period has {homes.n_slots}"
+                f"the market runs {info.n_slots} slots from the scenario's slot "
+                f"{info.first_slot}, the scenario's period has {homes.n_slots}"
             )
         missing = [c.participant for c in credentials if c.participant not in info.participants]
         if missing:
@@ -325,12 +333,14 @@ class HomeAgent:
             raise AgentError(f"the market's last gate closed at {end}: nothing left to bid for")
         first = int(cal.gates.first_slot[g0])
         self.report.first_slot = first
-        self.runtime = start_runtime(self.homes, first)
+        # the homes count the scenario's slots: live slot s is their slot cal.first_slot + s
+        self.runtime = start_runtime(self.homes, cal.first_slot + first)
         gates = cal.gates
-        prepare(self.homes, gates, g0)
+        prepare(self.homes, gates, g0, first_slot=cal.first_slot)
         events = schedule(cal, g0, self.bid_lead * slot_s, FETCH_AFTER * slot_s)
         starts = cal.as_utc(cal.slot_start_s(first)).isoformat()
-        self.log(f"{_count(self.homes.n_homes, 'home')} from slot {first} ({starts})")
+        shifted = f", the scenario's slot {cal.first_slot + first}" if cal.first_slot else ""
+        self.log(f"{_count(self.homes.n_homes, 'home')} from slot {first} ({starts}{shifted})")
         with ThreadPoolExecutor(self.workers, thread_name_prefix="peergrid-agent") as pool:
             self._pool = pool
             try:
@@ -420,7 +430,8 @@ class HomeAgent:
         cal, info = self.calendar, self.info
         gs = cal.gates
         gate_slot, a, b = int(gs.gate_slot[gate]), int(gs.first_slot[gate]), int(gs.stop_slot[gate])
-        self.runtime, bids = bid_gate(self.homes, self.runtime, gate_slot, a, b - a)
+        off = cal.first_slot  # the homes' slots are the scenario's
+        self.runtime, bids = bid_gate(self.homes, self.runtime, gate_slot + off, a + off, b - a)
         orders = clipped(
             gate_orders(gate_slot, a, bids.books),
             info.price_floor_per_kwh,
@@ -525,7 +536,9 @@ class HomeAgent:
             missing = np.isnan(self.committed_kwh[slot])
             self.report.commitments_missing += int(np.count_nonzero(missing))
         committed = np.where(missing, 0.0, self.committed_kwh[slot])
-        self.runtime, delivered = deliver_slot(self.homes, self.runtime, slot, committed)
+        self.runtime, delivered = deliver_slot(
+            self.homes, self.runtime, cal.first_slot + slot, committed
+        )
         net = delivered.dispatch.net_kwh
         self.import_kwh, self.export_kwh = advance_registers(self.import_kwh, self.export_kwh, net)
         self.report.slots_delivered += 1

@@ -60,15 +60,20 @@ GATE, SETTLE = 0, 1
 class Calendar:
     """When a live market's steps happen.
 
+    Every slot index is a live slot: slot s of the market is slot `first_slot` + s of its
+    scenario's period.
+
     Attributes:
         start_unix_s: wall-clock start of slot 0 (UTC) [s since the epoch].
         slot_seconds: wall-clock length of a slot [s]; the slot's energy length is `dt_h`
             (equal in real operation, shorter in an accelerated demonstration).
         dt_h: the energy length of a slot [h].
         n_slots: the slots of the market.
-        gates: the gate schedule on the slot grid (`markets.gate.gate_schedule`).
+        gates: the gate schedule on the live slots (`markets.gate.gate_schedule` of the
+            scenario's grid, shifted by `first_slot`).
         settle_after_s: how long after a slot ends its meters have to report before it is
             settled [s].
+        first_slot: the slot of the scenario's period that is the market's slot 0.
     """
 
     start_unix_s: float
@@ -77,6 +82,7 @@ class Calendar:
     n_slots: int
     gates: GateSchedule
     settle_after_s: float
+    first_slot: int = 0
 
     def slot_start_s(self, slot: int) -> float:
         """Wall-clock start of `slot` [s since the epoch]."""
@@ -133,7 +139,8 @@ class LiveMarket:
     Attributes:
         mechanism: the configured mechanism; name: its registry name (the ledger records it).
         n_participants: the community's participants (their indices are the ledger's).
-        retail_price, feed_in_price: the tariff of every slot, (T,) [currency/kWh].
+        retail_price, feed_in_price: the tariff of every live slot, from the market's slot 0 to
+            the end of its scenario's period [currency/kWh].
         dt_h: slot length [h].
         deviation_rule, penalty_per_kwh: the scenario's settlement of deviations.
     """
@@ -275,9 +282,26 @@ def settle_delivered(
 
 
 def scenario_grid(scenario: Scenario) -> SlotGrid:
-    """The scenario's slot grid: slot s of a live market is its slot s."""
+    """The scenario's slot grid: slot s of a live market is its slot `first_slot` + s."""
     t = scenario.time
     return make_grid(t.start, t.days, t.slot_minutes, t.timezone)
+
+
+def window_problem(n_scenario_slots: int, first_slot: int, n_slots: int) -> str | None:
+    """Why a live market cannot run `n_slots` slots from slot `first_slot` of a scenario period
+    of `n_scenario_slots` slots, or None if it can."""
+    if not 0 <= first_slot < n_scenario_slots:
+        return (
+            f"the scenario's period has slots 0 to {n_scenario_slots - 1}; a live market cannot "
+            f"start at its slot {first_slot}"
+        )
+    left = n_scenario_slots - first_slot
+    if not 1 <= n_slots <= left:
+        return (
+            f"the scenario's period has {n_scenario_slots} slots; from its slot {first_slot} a "
+            f"live market runs 1 to {left} of them, not {n_slots}"
+        )
+    return None
 
 
 def calendar_for(
@@ -286,51 +310,60 @@ def calendar_for(
     slot_seconds: float,
     n_slots: int,
     settle_after_s: float,
+    *,
+    first_slot: int = 0,
 ) -> Calendar:
-    """The live calendar of `scenario`: its gate rule on its slot grid, the first `n_slots`
-    slots, slot 0 starting at `start_unix_s` on the wall clock.
+    """The live calendar of `scenario`: its gate rule on its slot grid, for the `n_slots` slots
+    from its slot `first_slot` on, live slot 0 (the scenario's `first_slot`) starting at
+    `start_unix_s` on the wall clock. The gates are the scenario's, in live slots: a gate that
+    closes slots on both sides of the window's edge closes the ones inside.
 
     Raises:
-        ValueError: more slots than the scenario's period has.
+        ValueError: the window does not lie in the scenario's period (`window_problem`).
     """
     grid = scenario_grid(scenario)
-    if not 1 <= n_slots <= grid.n_slots:
-        raise ValueError(
-            f"a live market runs 1 to {grid.n_slots} slots of its scenario, not {n_slots}"
-        )
+    problem = window_problem(grid.n_slots, first_slot, n_slots)
+    if problem is not None:
+        raise ValueError(problem)
     rule = scenario.market.gate_closure or default_gate_closure(scenario.time.slot_minutes)
     full = gate_schedule(grid, parse_gate_closure(rule, scenario.time.slot_minutes))
-    keep = full.first_slot < n_slots
+    stop = first_slot + n_slots
+    keep = (full.stop_slot > first_slot) & (full.first_slot < stop)
     gates = GateSchedule(
-        full.gate_slot[keep],
-        full.first_slot[keep],
-        np.minimum(full.stop_slot[keep], n_slots),
-        full.gate_of_slot[:n_slots],
+        full.gate_slot[keep] - first_slot,
+        np.maximum(full.first_slot[keep], first_slot) - first_slot,
+        np.minimum(full.stop_slot[keep], stop) - first_slot,
+        full.gate_of_slot[first_slot:stop] - first_slot,
         full.closure,
     )
-    return Calendar(start_unix_s, slot_seconds, grid.dt_h, n_slots, gates, settle_after_s)
+    return Calendar(
+        start_unix_s, slot_seconds, grid.dt_h, n_slots, gates, settle_after_s, first_slot
+    )
 
 
-def market_for(scenario: Scenario, n_participants: int) -> LiveMarket:
-    """The live market of `scenario` for `n_participants`: its mechanism, tariff and deviation
-    rule."""
+def market_for(scenario: Scenario, n_participants: int, *, first_slot: int = 0) -> LiveMarket:
+    """The live market of `scenario` for `n_participants`: its mechanism, its tariff from its
+    slot `first_slot` on (live slot s priced as the scenario's slot `first_slot` + s) and its
+    deviation rule."""
     grid = scenario_grid(scenario)
     m = scenario.market
     return LiveMarket(
         mechanism=get_mechanism(m.mechanism, m.params),
         name=m.mechanism,
         n_participants=n_participants,
-        retail_price=retail_price_per_kwh(scenario.tariff, grid),
-        feed_in_price=feed_in_price_per_kwh(scenario.tariff, grid),
+        retail_price=retail_price_per_kwh(scenario.tariff, grid)[first_slot:],
+        feed_in_price=feed_in_price_per_kwh(scenario.tariff, grid)[first_slot:],
         dt_h=grid.dt_h,
         deviation_rule=scenario.settlement.deviation_rule,
         penalty_per_kwh=scenario.settlement.penalty_per_kwh,
     )
 
 
-def day_starts_of(scenario: Scenario, n_slots: int) -> IntArray:
-    """The first slot of every local day among the first `n_slots` (the daily charge's)."""
-    day = scenario_grid(scenario).local_day[:n_slots]
+def day_starts_of(scenario: Scenario, n_slots: int, *, first_slot: int = 0) -> IntArray:
+    """The live slots the daily charge is posted on: the first slot of every local day among
+    the `n_slots` slots from the scenario's slot `first_slot` on — live slot 0 always, however
+    late in its day the market starts."""
+    day = scenario_grid(scenario).local_day[first_slot : first_slot + n_slots]
     first = np.ones(day.shape[0], dtype=bool)
     first[1:] = day[1:] != day[:-1]
     return np.flatnonzero(first).astype(np.int64)

@@ -193,10 +193,17 @@ class PrivacySpec(Strict):
 class LiveSpec(Strict):
     """How `peergrid serve` runs the scenario as a live market (docs/live.md).
 
-    Slot s of the live market is slot s of the scenario's period (its tariff, its local days);
-    on the wall clock it starts `slot_seconds` × s after the market opens.
+    Slot s of the live market is slot `first_slot` + s of the scenario's period (its tariff,
+    its local days, its households' data); on the wall clock it starts `slot_seconds` × s after
+    the market opens.
     """
 
+    first_slot: int = Field(
+        0,
+        ge=0,
+        description="slot of the scenario's period the live market's slot 0 is; default: the "
+        "first (local midnight of the first day)",
+    )
     slot_seconds: float | None = Field(
         None,
         gt=0,

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -37,7 +38,7 @@ from peergrid.server.dashboard import dashboard_router
 from peergrid.server.db import current_revision, writing
 from peergrid.server.market import MarketSetup, describe, load_market
 from peergrid.server.mqtt import MeterSubscriber
-from peergrid.server.orders import InFlight, OrdersIn, submit
+from peergrid.server.orders import InFlight, OrdersIn, OrderWriter, submit
 from peergrid.server.readings import ReadingRefused, ReadingsIn, ReadingsStored, store_readings
 from peergrid.server.schema import (
     envelopes,
@@ -53,6 +54,9 @@ from peergrid.server.schema import (
 from peergrid.server.stream import Broadcaster, stream_router
 
 Account = dict[str, Any]
+
+#: Worker threads of the endpoints (anyio's default is 40).
+THREADS = 32
 
 
 class Health(BaseModel):
@@ -203,6 +207,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # few worker threads: the endpoints' work is short and serialised on the database's
+        # write lock anyway, and every extra runnable thread competes for the GIL
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         services = _Services(app, engine, now, run_clock, mqtt)
         setup = await run_in_threadpool(load_market, engine)
         if setup is not None:
@@ -225,6 +232,7 @@ def create_app(
     app.state.engine = engine
     app.state.tokens = TokenCache()
     app.state.in_flight = InFlight()
+    app.state.writer = None
     revision = current_revision(engine)
     app.state.setup = None
     app.state.clock = None
@@ -386,7 +394,14 @@ def create_app(
         after the order is durably stored. A retry with the same Idempotency-Key gets the same
         response."""
         out = submit(
-            engine, setup, int(who["id"]), idempotency_key, body, now(), app.state.in_flight
+            engine,
+            setup,
+            int(who["id"]),
+            idempotency_key,
+            body,
+            now(),
+            app.state.in_flight,
+            app.state.writer,
         )
         return JSONResponse(out.body, status_code=out.status)
 
@@ -725,6 +740,9 @@ class _Services:
                 return
             app = self.app
             app.state.setup = setup
+            writer = OrderWriter(self.engine, setup)
+            app.state.writer = writer
+            self._running.append(writer)
             stream = Broadcaster(self.engine, setup)
             stream.start()
             app.state.stream = stream

@@ -2,14 +2,16 @@
 
 `open_market` fixes what cannot change once trading starts: the members (every registered
 participant, in registration order: their ledger indices), the GENESIS with their public keys,
-a fresh operator key, the scenario (as resolved TOML text) and the wall-clock calendar. It
-writes the GENESIS and a first signed head to the database ledger and the clock's state, in
-one transaction. `load_market` reads it back into what the clock and the API need.
+a fresh operator key, the scenario (as resolved TOML text, its `[live] first_slot` the slot of
+its period the market's slot 0 is) and the wall-clock calendar. It writes the GENESIS and a
+first signed head to the database ledger and the clock's state, in one transaction.
+`load_market` reads it back into what the clock and the API need.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import secrets
 import time
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from numpy.typing import NDArray
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
@@ -32,10 +34,11 @@ from peergrid.engine.live import (
     day_starts_of,
     market_for,
     scenario_grid,
+    window_problem,
 )
 from peergrid.errors import InputError
 from peergrid.ledger import encoding as enc
-from peergrid.ledger.keys import generate_private_key, public_bytes
+from peergrid.ledger.keys import generate_private_key, load_public_key, public_bytes
 from peergrid.ledger.log import Ledger
 from peergrid.ledger.postings import Accrual
 from peergrid.ledger.store import MemoryStore
@@ -61,7 +64,8 @@ class MarketSetup:
     """A live market as a server process holds it (read once; nothing here changes).
 
     Attributes:
-        scenario: the market's scenario; calendar, market: its clock and its clearing.
+        scenario: the market's scenario (its `[live] first_slot`: the slot of its period that
+            is the market's slot 0); calendar, market: its clock and its clearing.
         genesis, operator_key: the ledger's GENESIS and the key that signs its heads.
         daily_charge, day_starts: the retailer's daily charge and the slots it is posted on.
         participant_id: the account id of each ledger index, (P,).
@@ -88,6 +92,11 @@ class MarketSetup:
         """The ledger index of an account (None: not a member)."""
         hit = np.flatnonzero(self.participant_id == participant_id)
         return int(hit[0]) if hit.size else None
+
+    @functools.cached_property
+    def public_keys(self) -> tuple[Ed25519PublicKey, ...]:
+        """Each member's public key, loaded once (orders are verified against them)."""
+        return tuple(load_public_key(k) for k in self.genesis.public_keys)
 
     @property
     def price_floor(self) -> float:
@@ -124,13 +133,15 @@ def open_market(
     start_unix_s: float | None = None,
     slot_seconds: float | None = None,
     n_slots: int | None = None,
+    first_slot: int | None = None,
 ) -> MarketSetup:
     """Open the database's market for `scenario` (module docstring).
 
     `start_unix_s`: when slot 0 starts (default: the first whole slot after every gate of slot
     0 is at least one slot away); `slot_seconds`: wall-clock slot length (default: the
     scenario's `[live] slot_seconds`, else real time); `n_slots`: slots to run (default: the
-    scenario's period).
+    rest of the scenario's period); `first_slot`: the slot of the scenario's period that is the
+    market's slot 0 (default: the scenario's `[live] first_slot`).
 
     Raises:
         InputError: a market is open already, no participant is registered, or a setting is
@@ -141,13 +152,20 @@ def open_market(
     wall = slot_seconds or live.slot_seconds or grid.dt_h * 3600.0
     if not wall > 0:
         raise InputError("slot seconds must be positive", source="--slot-seconds")
-    n = n_slots if n_slots is not None else grid.n_slots
-    if not 1 <= n <= grid.n_slots:
-        raise InputError(
-            f"the scenario's period has {grid.n_slots} slots; cannot run {n}", source="--slots"
-        )
+    first = live.first_slot if first_slot is None else first_slot
+    problem = window_problem(grid.n_slots, first, 1)
+    if problem is not None:
+        raise InputError(problem, source="--first-slot")
+    n = n_slots if n_slots is not None else grid.n_slots - first
+    problem = window_problem(grid.n_slots, first, n)
+    if problem is not None:
+        source = "--slots" if not 1 <= n <= grid.n_slots else "--first-slot"
+        raise InputError(problem, source=source)
+    if first != live.first_slot:
+        live = live.model_copy(update={"first_slot": first})
+        scenario = scenario.model_copy(update={"live": live})
     settle_after = live.settle_after_s if live.settle_after_s is not None else 0.25 * wall
-    probe = calendar_for(scenario, 0.0, wall, n, settle_after)
+    probe = calendar_for(scenario, 0.0, wall, n, settle_after, first_slot=first)
     lead = max(0, -int(probe.gates.gate_slot[0]))  # slots between slot 0's gate and slot 0
     if start_unix_s is None:
         start_unix_s = (math.floor(time.time() / wall) + lead + 2) * wall
@@ -233,17 +251,23 @@ def load_market(engine: Engine) -> MarketSetup | None:
         ).all()
     scenario = parse_scenario(tomllib.loads(row.scenario_toml), "the market's scenario")
     genesis = enc.read_genesis(enc.Reader(bytes(row.genesis)))
+    first = scenario.live.first_slot
     calendar = calendar_for(
-        scenario, row.start_unix_s, row.slot_seconds, row.n_slots, row.settle_after_s
+        scenario,
+        row.start_unix_s,
+        row.slot_seconds,
+        row.n_slots,
+        row.settle_after_s,
+        first_slot=first,
     )
     return MarketSetup(
         scenario=scenario,
         calendar=calendar,
-        market=market_for(scenario, len(members)),
+        market=market_for(scenario, len(members), first_slot=first),
         genesis=genesis,
         operator_key=Ed25519PrivateKey.from_private_bytes(bytes(row.operator_key)),
         daily_charge=scenario.tariff.daily_charge,
-        day_starts=day_starts_of(scenario, row.n_slots),
+        day_starts=day_starts_of(scenario, row.n_slots, first_slot=first),
         participant_id=np.array([m.participant_id for m in members], dtype=np.int64),
         connection_kw=np.array([m.connection_kw for m in members], dtype=np.float64),
         names=genesis.names,
@@ -264,6 +288,7 @@ def describe(setup: MarketSetup) -> dict[str, Any]:
         "slot_seconds": cal.slot_seconds,
         "slot_hours": cal.dt_h,
         "n_slots": cal.n_slots,
+        "first_slot": cal.first_slot,
         "settle_after_s": cal.settle_after_s,
         "price_floor_per_kwh": setup.price_floor,
         "price_cap_per_kwh": setup.price_cap,

@@ -20,18 +20,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from peergrid.ledger import encoding as enc
-from peergrid.ledger.keys import load_public_key, verify
+from peergrid.ledger.keys import verify
 from peergrid.markets.base import Side
 from peergrid.server.db import writing
 from peergrid.server.market import MarketSetup
@@ -160,33 +161,53 @@ def check_orders(
     return gate, None
 
 
-def _envelope_problem(conn: Any, participant_id: int, body: OrdersIn) -> str | None:
-    """Why the orders break the network operator's operating envelope, or None."""
-    slots_ = sorted({o.slot for o in body.orders})
+Envelope = tuple[float | None, float | None]
+
+
+def _envelopes(conn: Any, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Envelope]:
+    """The operating envelopes (import, export limit [kWh]) of (participant id, slot) pairs."""
+    if not pairs:
+        return {}
     e = envelopes.c
-    rows = {
-        int(r.slot): r
+    pids = sorted({p for p, _ in pairs})
+    slots_ = sorted({s for _, s in pairs})
+    return {
+        (int(r.participant_id), int(r.slot)): (r.import_limit_kwh, r.export_limit_kwh)
         for r in conn.execute(
-            select(e.slot, e.import_limit_kwh, e.export_limit_kwh).where(
-                and_(e.participant_id == participant_id, e.slot.in_(slots_))
+            select(e.participant_id, e.slot, e.import_limit_kwh, e.export_limit_kwh).where(
+                and_(e.participant_id.in_(pids), e.slot.in_(slots_))
             )
         )
     }
-    for s in slots_:
-        r = rows.get(s)
-        if r is None:
+
+
+def _envelope_problem(conn: Any, participant_id: int, body: OrdersIn) -> str | None:
+    """Why the orders break the network operator's operating envelope, or None."""
+    pairs = {(participant_id, o.slot) for o in body.orders}
+    return envelope_problem(body, _envelopes(conn, pairs), participant_id)
+
+
+def envelope_problem(
+    body: OrdersIn, limits: dict[tuple[int, int], Envelope], participant_id: int
+) -> str | None:
+    """Why the orders break their operating envelopes `limits` (by (participant id, slot)),
+    or None."""
+    for s in sorted({o.slot for o in body.orders}):
+        lim = limits.get((participant_id, s))
+        if lim is None:
             continue
+        imp, exp = lim
         buy = sum(o.quantity_kwh for o in body.orders if o.slot == s and o.side == "buy")
         sell = sum(o.quantity_kwh for o in body.orders if o.slot == s and o.side == "sell")
-        if r.import_limit_kwh is not None and buy > r.import_limit_kwh * (1 + 1e-12):
+        if imp is not None and buy > imp * (1 + 1e-12):
             return (
                 f"slot {s}: buy orders of {buy:g} kWh exceed the operating envelope's import "
-                f"limit of {r.import_limit_kwh:g} kWh"
+                f"limit of {imp:g} kWh"
             )
-        if r.export_limit_kwh is not None and sell > r.export_limit_kwh * (1 + 1e-12):
+        if exp is not None and sell > exp * (1 + 1e-12):
             return (
                 f"slot {s}: sell orders of {sell:g} kWh exceed the operating envelope's export "
-                f"limit of {r.export_limit_kwh:g} kWh"
+                f"limit of {exp:g} kWh"
             )
     return None
 
@@ -262,8 +283,10 @@ def submit(
     body: OrdersIn,
     now_s: float,
     in_flight: InFlight,
+    writer: OrderWriter | None = None,
 ) -> Outcome:
-    """Accept or refuse one submission (module docstring)."""
+    """Accept or refuse one submission (module docstring); with a `writer`, the submissions
+    arriving together are stored in one transaction (`OrderWriter`)."""
     if not key:
         return _problem(400, "the Idempotency-Key header is required (any unique string ≤ 128)")
     if len(key) > 128:
@@ -277,6 +300,8 @@ def submit(
         )
     try:
         digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        if writer is not None:
+            return writer.submit(_checked(setup, participant_id, index, key, digest, body, now_s))
         try:
             return _decide(engine, setup, participant_id, index, key, digest, body, now_s)
         except IntegrityError:
@@ -290,6 +315,41 @@ def submit(
         in_flight.release(participant_id, key)
 
 
+def _checked(
+    setup: MarketSetup,
+    participant_id: int,
+    index: int,
+    key: str,
+    digest: str,
+    body: OrdersIn,
+    now_s: float,
+) -> _Pending:
+    """A submission with everything checked that needs no database: its gate, price, capacity
+    and signature."""
+    gate, problem = check_orders(setup, index, body, now_s)
+    message = message_of(setup, index, body)
+    signature = bytes.fromhex(body.signature)
+    if problem is None and not verify(setup.public_keys[index], signature, message):
+        problem = (
+            "signature: does not verify over the canonical order message with this "
+            "participant's public key (ledger.encoding.order_message, docs/live.md)"
+        )
+    closes = setup.calendar.gate_time_s(gate) if gate >= 0 else 0.0
+    return _Pending(
+        participant_id=participant_id,
+        index=index,
+        key=key,
+        digest=digest,
+        body=body,
+        gate=gate,
+        closes_at=setup.calendar.as_utc(closes).isoformat(),
+        message=message,
+        signature=signature,
+        problem=problem,
+        received_at=_now(),
+    )
+
+
 def _decide(
     engine: Engine,
     setup: MarketSetup,
@@ -298,22 +358,18 @@ def _decide(
     key: str,
     digest: str,
     body: OrdersIn,
-    now_s: float,
+    now_s: float | None,
+    checked: _Pending | None = None,
 ) -> Outcome:
     """Check, store and answer in one transaction: the order, the one it replaces and the
     key's stored response commit together (an acknowledged order is durable; a request that
-    was never answered left nothing)."""
-    gate, problem = check_orders(setup, index, body, now_s)
-    message = message_of(setup, index, body)
-    signature = bytes.fromhex(body.signature)
-    if problem is None and not verify(
-        load_public_key(setup.genesis.public_keys[index]), signature, message
-    ):
-        problem = (
-            "signature: does not verify over the canonical order message with this "
-            "participant's public key (ledger.encoding.order_message, docs/live.md)"
-        )
-    now = _now()
+    was never answered left nothing). `checked`: the checks done already."""
+    if checked is None:
+        assert now_s is not None
+        checked = _checked(setup, participant_id, index, key, digest, body, now_s)
+    gate, problem = checked.gate, checked.problem
+    message, signature = checked.message, checked.signature
+    now = checked.received_at
     with writing(engine, lock="shared") as conn:
         done = _stored(conn, participant_id, key, digest)
         if done is not None:
@@ -340,11 +396,10 @@ def _decide(
                     "received_at": now,
                 },
             ).scalar_one()
-            closes = setup.calendar.gate_time_s(gate)
             accepted = OrderAccepted(
                 order_id=int(new_id),
                 gate_slot=body.gate_slot,
-                gate_closes_at=setup.calendar.as_utc(closes).isoformat(),
+                gate_closes_at=checked.closes_at,
                 n_orders=len(body.orders),
                 replaces=None if replaced is None else int(replaced),
                 message_sha256=hashlib.sha256(message).hexdigest(),
@@ -362,3 +417,245 @@ def _decide(
             )
         )
         return out
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A checked submission waiting for the writer: what it stores, and its answer."""
+
+    participant_id: int
+    index: int
+    key: str
+    digest: str
+    body: OrdersIn
+    gate: int
+    closes_at: str
+    message: bytes
+    signature: bytes
+    problem: str | None
+    received_at: dt.datetime
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+
+
+class OrderWriter:
+    """Group commit: one thread stores the submissions that arrive together in one transaction.
+
+    An order is acknowledged only after a durable commit (`synchronous = FULL` on SQLite: an
+    fsync), and the database takes one writer at a time, so committing each order on its own
+    makes the writers queue for the lock and the disk. The request threads check a submission
+    (price, capacity, gate, signature: CPU work) and hand it here; the writer takes everything
+    waiting, looks up the keys, gates and envelopes of the whole batch in one query each, stores
+    the orders, the ones they replace and the keys' responses with a few statements, commits once
+    and answers every request. A batch that meets another server's commit of the same key
+    (IntegrityError) is stored again one submission at a time (`_decide`)."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, engine: Engine, setup: MarketSetup) -> None:
+        self.engine = engine
+        self.setup = setup
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="peergrid-orders", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.stored = 0
+
+    def submit(self, p: _Pending, timeout_s: float = 60.0) -> Outcome:
+        """Queue a checked submission and wait for its answer."""
+        self._queue.put(p)
+        if not p.done.wait(timeout_s):
+            raise TimeoutError("the order writer did not answer")
+        if p.error is not None:
+            raise p.error
+        assert p.outcome is not None
+        return p.outcome
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        later: list[_Pending] = []
+        while not self._stop.is_set():
+            batch, later = later, []
+            if not batch:
+                try:
+                    batch.append(self._queue.get(timeout=0.2))
+                except queue.Empty:
+                    continue
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            # two submissions replacing each other's order: the later one waits for the next batch
+            now_batch: list[_Pending] = []
+            seen: set[tuple[int, int]] = set()
+            for p in batch:
+                slot = (p.participant_id, p.gate)
+                if slot in seen:
+                    later.append(p)
+                else:
+                    seen.add(slot)
+                    now_batch.append(p)
+            try:
+                try:
+                    out = self._write(now_batch)
+                except IntegrityError:
+                    out = [
+                        _decide(
+                            self.engine,
+                            self.setup,
+                            p.participant_id,
+                            p.index,
+                            p.key,
+                            p.digest,
+                            p.body,
+                            None,
+                            checked=p,
+                        )
+                        for p in now_batch
+                    ]
+            except BaseException as e:  # the database failed: every request of the batch hears it
+                for p in now_batch:
+                    p.error = e
+                    p.done.set()
+                continue
+            self.batches += 1
+            self.stored += len(now_batch)
+            for p, o in zip(now_batch, out, strict=True):
+                p.outcome = o
+                p.done.set()
+
+    def _write(self, batch: list[_Pending]) -> list[Outcome]:
+        i = idempotency.c
+        with writing(self.engine, lock="shared") as conn:
+            keys = [(p.participant_id, p.key) for p in batch]
+            stored = {
+                (int(r.participant_id), r.key): r
+                for r in conn.execute(
+                    select(
+                        i.participant_id,
+                        i.key,
+                        i.request_sha256,
+                        i.response_code,
+                        i.response_body,
+                    ).where(tuple_(i.participant_id, i.key).in_(keys))
+                )
+            }
+            gates_ = sorted({p.gate for p in batch if p.problem is None})
+            closed = (
+                {
+                    int(g)
+                    for g in conn.execute(
+                        select(gates.c.gate).where(gates.c.gate.in_(gates_))
+                    ).scalars()
+                }
+                if gates_
+                else set()
+            )
+            limits = _envelopes(
+                conn,
+                {
+                    (p.participant_id, o.slot)
+                    for p in batch
+                    if p.problem is None
+                    for o in p.body.orders
+                },
+            )
+            out: list[Outcome | None] = [None] * len(batch)
+            accepted: list[int] = []
+            for k, p in enumerate(batch):
+                old = stored.get((p.participant_id, p.key))
+                if old is not None:
+                    out[k] = (
+                        Outcome(int(old.response_code), json.loads(old.response_body))
+                        if old.request_sha256 == p.digest
+                        else _problem(
+                            422,
+                            f"Idempotency-Key {p.key!r} was used for a different request; use a "
+                            "new key for new orders",
+                        )
+                    )
+                    continue
+                problem = p.problem
+                if problem is None and p.gate in closed:
+                    problem = f"gate_slot {p.body.gate_slot}: the gate has closed"
+                if problem is None:
+                    problem = envelope_problem(p.body, limits, p.participant_id)
+                if problem is not None:
+                    out[k] = _problem(422, problem)
+                else:
+                    accepted.append(k)
+            if accepted:
+                o = orders.c
+                replaced = {
+                    (int(r.participant_id), int(r.gate)): int(r.id)
+                    for r in conn.execute(
+                        update(orders)
+                        .where(
+                            and_(
+                                o.status == "active",
+                                tuple_(o.participant_id, o.gate).in_(
+                                    [(batch[k].participant_id, batch[k].gate) for k in accepted]
+                                ),
+                            )
+                        )
+                        .values(status="replaced")
+                        .returning(o.id, o.participant_id, o.gate)
+                    )
+                }
+                ids = (
+                    conn.execute(
+                        insert(orders).returning(o.id, sort_by_parameter_order=True),
+                        [
+                            {
+                                "participant_id": batch[k].participant_id,
+                                "ledger_index": batch[k].index,
+                                "gate": batch[k].gate,
+                                "message": batch[k].message,
+                                "signature": batch[k].signature,
+                                "n_orders": len(batch[k].body.orders),
+                                "status": "active",
+                                "idempotency_key": batch[k].key,
+                                "received_at": batch[k].received_at,
+                            }
+                            for k in accepted
+                        ],
+                    )
+                    .scalars()
+                    .all()
+                )
+                for k, new_id in zip(accepted, ids, strict=True):
+                    p = batch[k]
+                    prev = replaced.get((p.participant_id, p.gate))
+                    out[k] = Outcome(
+                        201,
+                        OrderAccepted(
+                            order_id=int(new_id),
+                            gate_slot=p.body.gate_slot,
+                            gate_closes_at=p.closes_at,
+                            n_orders=len(p.body.orders),
+                            replaces=prev,
+                            message_sha256=hashlib.sha256(p.message).hexdigest(),
+                        ).model_dump(),
+                    )
+            new_keys = [
+                {
+                    "participant_id": p.participant_id,
+                    "key": p.key,
+                    "request_sha256": p.digest,
+                    "status": "done",
+                    "response_code": out[k].status,  # type: ignore[union-attr]
+                    "response_body": json.dumps(out[k].body),  # type: ignore[union-attr]
+                    "claimed_at": p.received_at,
+                }
+                for k, p in enumerate(batch)
+                if (p.participant_id, p.key) not in stored
+            ]
+            if new_keys:
+                conn.execute(insert(idempotency), new_keys)
+        return [o_ for o_ in out if o_ is not None]
