@@ -255,8 +255,9 @@ def run(
         sc = sc.model_copy(
             update={"market": sc.market.model_copy(update={"gate_closure": "intraday 1"})}
         )
-        # long enough for the kills (1.15 s apart on average) and a few slots after them
-        n_slots = math.ceil(trials * 1.15 / slot_seconds) + 4
+        # long enough for the kills (1.15 s apart on average, most after a restart of ~2.3 s)
+        # and a few slots after them
+        n_slots = math.ceil(trials * (1.15 + 0.75 * 2.3) / servers / slot_seconds) + 4
         start = math.ceil(time.time() / slot_seconds) * slot_seconds + 4 * slot_seconds
         setup = open_market(
             engine, sc, start_unix_s=start, slot_seconds=slot_seconds, n_slots=n_slots
@@ -281,8 +282,9 @@ def run(
             victim = procs[kills % servers]
             victim.kill()
             kills += 1
-            # with two servers the other one carries on while the victim comes back
-            victim.start(wait=servers > 1)
+            # mostly the victim is back and serving before the next kill (a quarter of the kills
+            # of a lone server hit it while it starts); with two servers the other carries on
+            victim.start(wait=servers > 1 or rnd.random() < 0.75)
         for p in procs:
             p.kill()
             p.start()

@@ -54,3 +54,13 @@ def test_ledger_benchmark_quick_mode() -> None:
     assert figures["signatures"] > 0 and figures["entries"] > figures["signatures"]
     assert figures["run_with_ledger_s"] > 0 and figures["verify_s"] > 0
     assert figures["append_per_s"] > 0
+
+
+def test_live_load_benchmark_quick_mode() -> None:
+    bench = _load("bench_live_load")
+    figures = bench.run(rate=50.0, seconds=3.0, pg=False, n_participants=10, slot_seconds=2.0)
+    orders = figures["orders"]
+    assert orders["sent"] == 150 and orders["ok"] == 150
+    assert figures["orders_stored"] == 150
+    assert 0 < orders["p50_ms"] <= orders["p99_ms"] < 5000
+    assert figures["reference_health"]["ok"] == figures["reference_health"]["sent"]
