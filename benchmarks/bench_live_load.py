@@ -25,12 +25,11 @@ import math
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from peergrid.ledger import encoding as enc
 from peergrid.ledger.keys import participant_keys, public_bytes
@@ -40,8 +39,6 @@ from peergrid.server.admin import add_participant
 from peergrid.server.db import engine_for, migrate
 from peergrid.server.market import open_market
 from peergrid.server.schema import orders
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def _load_module() -> Any:
@@ -178,16 +175,7 @@ def run(
     """The load benchmark (module docstring); returns the figures."""
     harness = _load_module()
     tmp = Path(tempfile.mkdtemp(prefix="peergrid-load-"))
-    db_name = None
-    if pg:
-        db_name = f"peergrid_load_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db_name}"'))
-        admin.dispose()
-        url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
-    else:
-        url = f"sqlite:///{tmp / 'load.db'}"
+    url, db_name = harness.scratch_database(pg, tmp, "load")
     engine = engine_for(url)
     server = None
     try:
@@ -280,11 +268,7 @@ def run(
         if server is not None:
             server.stop()
         engine.dispose()
-        if db_name is not None:
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-            admin.dispose()
+        harness.drop_scratch_database(db_name)
 
 
 def main() -> None:

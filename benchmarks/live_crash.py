@@ -56,6 +56,30 @@ from peergrid.server.schema import gates, orders
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+def scratch_database(pg: bool, folder: Path, name: str) -> tuple[str, str | None]:
+    """A new empty database for one run: a fresh PostgreSQL database on the loopback server,
+    or a SQLite file in `folder`. Returns its URL and the PostgreSQL name (for
+    `drop_scratch_database`; None for SQLite)."""
+    if not pg:
+        return f"sqlite:///{folder / (name + '.db')}", None
+    db_name = f"peergrid_{name}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+    admin.dispose()
+    return f"postgresql://postgres@127.0.0.1:5432/{db_name}", db_name
+
+
+def drop_scratch_database(db_name: str | None) -> None:
+    """Remove a PostgreSQL database `scratch_database` made (nothing for SQLite)."""
+    if db_name is None:
+        return
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -233,16 +257,7 @@ def run(
     """The crash trials (module docstring); returns the figures."""
     rnd = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="peergrid-crash-"))
-    db_name = None
-    if pg:
-        db_name = f"peergrid_crash_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db_name}"'))
-        admin.dispose()
-        url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
-    else:
-        url = f"sqlite:///{tmp / 'crash.db'}"
+    url, db_name = scratch_database(pg, tmp, "crash")
     engine = engine_for(url)
     try:
         migrate(engine)
@@ -300,11 +315,7 @@ def run(
         return _check(engine, setup, clients, kills, wall, procs)
     finally:
         engine.dispose()
-        if db_name is not None:
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-            admin.dispose()
+        drop_scratch_database(db_name)
 
 
 def _check(

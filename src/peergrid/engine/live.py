@@ -18,6 +18,7 @@ fills, every participant's commitment goes to the retailer, and the ledger's CLE
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,12 @@ class Calendar:
 
     def steps(self) -> tuple[FloatArray, NDArray[np.int8], IntArray]:
         """Every step in order: (when [s since the epoch], kind `GATE` / `SETTLE`, the gate's
-        number or the slot). Ties run gates first, then in number order."""
+        number or the slot). Ties run gates first, then in number order. Computed once (the
+        clock and the API ask often); the arrays are shared, not to be written."""
+        return self._steps
+
+    @functools.cached_property
+    def _steps(self) -> tuple[FloatArray, NDArray[np.int8], IntArray]:
         n_g = self.gates.n_gates
         times = np.concatenate(
             [
@@ -125,7 +131,10 @@ class Calendar:
         )
         index = np.concatenate([np.arange(n_g), np.arange(self.n_slots)]).astype(np.int64)
         order = np.lexsort((index, kinds, times))
-        return times[order], kinds[order], index[order]
+        out = times[order], kinds[order], index[order]
+        for a in out:
+            a.flags.writeable = False
+        return out
 
     def as_utc(self, t_s: float) -> dt.datetime:
         """An instant as an aware UTC datetime."""

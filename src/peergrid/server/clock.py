@@ -132,7 +132,6 @@ class Clock:
                 journal, event = self._gate(conn, state, idx)
             else:
                 journal, event = self._settle(conn, state, idx)
-            journal.ledger.flush()
             conn.execute(
                 update(market_state).values(
                     next_step=i + 1,

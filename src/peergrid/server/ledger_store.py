@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 from sqlalchemy import insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from peergrid.ledger.store import Block, Head, StoreError
@@ -16,6 +16,21 @@ from peergrid.server.schema import ledger_blocks, ledger_heads, ledger_meta
 
 #: Blocks read per query when iterating.
 _PAGE = 512
+
+
+def insert_ledger(conn: Connection, blocks: Sequence[Block], heads: Sequence[Head]) -> None:
+    """Insert blocks and signed heads on `conn`, in its transaction (the store's writes, and a
+    market step's, which commit with the step's other rows)."""
+    if blocks:
+        conn.execute(
+            insert(ledger_blocks),
+            [{"first": f, "n": n, "lengths": ln, "data": d} for f, n, ln, d in blocks],
+        )
+    if heads:
+        conn.execute(
+            insert(ledger_heads),
+            [{"tree_size": t, "slot": s, "head": h, "signature": g} for t, s, h, g in heads],
+        )
 
 
 class SqlLedgerStore:
@@ -45,19 +60,7 @@ class SqlLedgerStore:
         """Blocks and heads in one transaction: a crash leaves both or neither."""
         try:
             with self._engine.begin() as conn:
-                if blocks:
-                    conn.execute(
-                        insert(ledger_blocks),
-                        [{"first": f, "n": n, "lengths": ln, "data": d} for f, n, ln, d in blocks],
-                    )
-                if heads:
-                    conn.execute(
-                        insert(ledger_heads),
-                        [
-                            {"tree_size": t, "slot": s, "head": h, "signature": g}
-                            for t, s, h, g in heads
-                        ],
-                    )
+                insert_ledger(conn, blocks, heads)
         except SQLAlchemyError as e:
             raise StoreError(f"cannot write the ledger ({e})") from e
 

@@ -45,9 +45,8 @@ from peergrid.ledger.store import MemoryStore
 from peergrid.scenario.load import parse_scenario
 from peergrid.scenario.resolve import to_toml
 from peergrid.scenario.schema import Scenario
+from peergrid.server.ledger_store import insert_ledger
 from peergrid.server.schema import (
-    ledger_blocks,
-    ledger_heads,
     ledger_meta,
     market,
     market_members,
@@ -113,17 +112,7 @@ def _now() -> dt.datetime:
 
 def write_ledger(conn: Connection, store: MemoryStore) -> None:
     """Insert the blocks and heads a step wrote to its memory store, on `conn`."""
-    blocks, heads = store.taken()
-    if blocks:
-        conn.execute(
-            insert(ledger_blocks),
-            [{"first": f, "n": n, "lengths": ln, "data": d} for f, n, ln, d in blocks],
-        )
-    if heads:
-        conn.execute(
-            insert(ledger_heads),
-            [{"tree_size": t, "slot": s, "head": h, "signature": g} for t, s, h, g in heads],
-        )
+    insert_ledger(conn, *store.taken())
 
 
 def open_market(
